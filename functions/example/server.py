@@ -1,0 +1,69 @@
+"""The example MCP server the kit deploys: one of each kind of MCP feature."""
+
+from __future__ import annotations
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+mcp = MCPServer(
+    "example", instructions="An example dMCP server: arithmetic, progress, a resource and a prompt."
+)
+
+
+class Sum(BaseModel):
+    """The structured result of `add`."""
+
+    a: float
+    b: float
+    sum: float = Field(description="a + b")
+
+
+@mcp.tool()
+def echo(text: str) -> str:
+    """Return the text unchanged (the benchmark's tool)."""
+    return text
+
+
+@mcp.tool()
+def add(a: float, b: float) -> Sum:
+    """Add two numbers; the result is structured."""
+    return Sum(a=a, b=b, sum=a + b)
+
+
+@mcp.tool()
+def divide(a: float, b: float) -> float:
+    """Divide a by b; dividing by zero is a tool error."""
+    if b == 0:
+        raise ToolError("cannot divide by zero")
+    return a / b
+
+
+@mcp.tool()
+async def count_slowly(steps: int, ctx: Context, delay_s: float = 0.05) -> str:
+    """Count to `steps`, reporting progress after each step."""
+    if not 1 <= steps <= 100:
+        raise ToolError("steps must be between 1 and 100")
+    for step in range(1, steps + 1):
+        await anyio.sleep(delay_s)
+        await ctx.report_progress(step, steps, f"step {step} of {steps}")
+    return f"counted to {steps}"
+
+
+@mcp.resource("dmcp://example/about", mime_type="text/plain")
+def about() -> str:
+    """What this server is."""
+    return "dMCP example server: MCP over Amazon SNS and SQS, served by a stateless worker."
+
+
+@mcp.resource("dmcp://example/greeting/{name}", mime_type="text/plain")
+def greeting(name: str) -> str:
+    """A greeting for `name` (a resource template)."""
+    return f"Hello, {name}!"
+
+
+@mcp.prompt()
+def review_code(code: str, language: str = "python") -> str:
+    """Ask for a review of a piece of code."""
+    return f"Please review this {language} code and point out bugs and unclear names:\n\n{code}"

@@ -1,0 +1,148 @@
+"""Bad input: every message gets an answer or lands in the DLQ with a reason; the worker goes on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mcp import Client
+
+from dmcp_aws.client import sqs_client_transport
+from dmcp_aws.local.stack import RunningStack
+from dmcp_aws.wire import Attr
+
+from .raw import make_reply_queue, new_conn, receive_matching, request_attributes, send, tool_call
+
+pytestmark = pytest.mark.anyio
+
+
+def _queues(stack: RunningStack) -> tuple[str, str]:
+    worker = stack.worker("example")
+    return stack.queue_url(worker.request_queue), stack.queue_url(worker.dead_letter_queue)
+
+
+async def _expect_dead_letter(
+    sqs, stack: RunningStack, body: str, attributes: dict[str, str], reason: str
+) -> str:  # type: ignore[no-untyped-def]
+    requests, dlq = _queues(stack)
+    await send(sqs, requests, body, attributes)
+    [(dead_body, dead_attributes)] = await receive_matching(sqs, dlq, attributes[Attr.CONN])
+    assert dead_body == body, "the DLQ keeps the original body"
+    assert dead_attributes[Attr.DLQ_REASON].startswith(reason), dead_attributes[Attr.DLQ_REASON]
+    return dead_attributes[Attr.DLQ_REASON]
+
+
+async def test_undecodable_body_goes_to_the_dlq(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    reply = await make_reply_queue(sqs, stack)
+    conn = new_conn()
+    reason = await _expect_dead_letter(
+        sqs, stack, "{not json", request_attributes(stack, reply, conn), "malformed-body"
+    )
+    assert "not UTF-8 JSON" in reason
+    assert await receive_matching(sqs, reply, conn, timeout_s=2) == []
+
+
+async def test_missing_reply_address_goes_to_the_dlq(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    reason = await _expect_dead_letter(
+        sqs, stack, tool_call(1), request_attributes(stack, None, new_conn()), "forbidden-reply-address"
+    )
+    assert "missing" in reason
+
+
+@pytest.mark.parametrize(
+    ("make_url", "why"),
+    [
+        (lambda url: url.rsplit("/", 1)[0] + "/some-other-queue", "not under the reply prefix"),
+        (lambda url: url.replace("123456789012", "210987654321"), "not in account"),
+        (lambda url: "https://sqs.us-east-1.amazonaws.com/123456789012/dmcp-reply-x", "not on the endpoint"),
+        (lambda url: "not a url at all", "not an SQS queue URL"),
+    ],
+)
+async def test_forbidden_reply_address_goes_to_the_dlq(stack: RunningStack, sqs, make_url, why) -> None:  # type: ignore[no-untyped-def]
+    reply = await make_reply_queue(sqs, stack)
+    attributes = request_attributes(stack, make_url(reply), new_conn())
+    reason = await _expect_dead_letter(sqs, stack, tool_call(2), attributes, "forbidden-reply-address")
+    assert why in reason
+
+
+async def test_unknown_wire_version_goes_to_the_dlq(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    reply = await make_reply_queue(sqs, stack)
+    attributes = request_attributes(stack, reply, new_conn(), dmcp_version="99")
+    await _expect_dead_letter(sqs, stack, tool_call(3), attributes, "unsupported-wire-version")
+
+
+async def test_a_response_from_a_client_goes_to_the_dlq(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    reply = await make_reply_queue(sqs, stack)
+    body = json.dumps({"jsonrpc": "2.0", "id": 5, "result": {}})
+    await _expect_dead_letter(sqs, stack, body, request_attributes(stack, reply, new_conn()), "wire-error")
+
+
+async def test_invalid_jsonrpc_with_an_id_is_answered_with_that_id(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    requests, _ = _queues(stack)
+    reply = await make_reply_queue(sqs, stack)
+    conn = new_conn()
+    await send(
+        sqs,
+        requests,
+        json.dumps({"jsonrpc": "2.0", "id": "req-7", "params": 3}),
+        request_attributes(stack, reply, conn),
+    )
+    [(body, attributes)] = await receive_matching(sqs, reply, conn)
+    answer = json.loads(body)
+    assert answer["id"] == "req-7"
+    assert answer["error"]["code"] == -32600
+    assert attributes[Attr.CONN] == conn and attributes[Attr.VERSION] == "1"
+
+
+async def test_reply_queue_deleted_before_the_answer_goes_to_the_dlq(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    reply = await make_reply_queue(sqs, stack)
+    await sqs.delete_queue(QueueUrl=reply)
+    reason = await _expect_dead_letter(
+        sqs, stack, tool_call(9), request_attributes(stack, reply, new_conn()), "reply-undeliverable"
+    )
+    assert "NonExistentQueue" in reason or "QueueDoesNotExist" in reason
+
+
+async def test_duplicate_requests_are_each_answered_and_the_client_survives_duplicates(
+    stack: RunningStack,
+    sqs,  # type: ignore[no-untyped-def]
+) -> None:
+    requests, _ = _queues(stack)
+    reply = await make_reply_queue(sqs, stack)
+    conn = new_conn()
+    for _ in range(2):
+        await send(sqs, requests, tool_call(11, "twice"), request_attributes(stack, reply, conn))
+    answers = await receive_matching(sqs, reply, conn, count=2)
+    assert [json.loads(body)["id"] for body, _ in answers] == [11, 11]
+
+    # A duplicated answer reaching a live client is ignored; the connection keeps working.
+    async with Client(
+        sqs_client_transport(stack.topic_target("example"), **stack.client_options())
+    ) as client:
+        first = await client.call_tool("echo", {"text": "one"})
+        assert first.content[0].text == "one"  # type: ignore[union-attr]
+        assert (await client.call_tool("echo", {"text": "two"})).content[0].text == "two"  # type: ignore[union-attr]
+
+
+async def test_oversize_request_and_oversize_result_are_clear_errors(stack: RunningStack) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    async with Client(
+        sqs_client_transport(stack.topic_target("example"), **stack.client_options())
+    ) as client:
+        with pytest.raises(
+            MCPError, match=r"could not send the request: message is \d+ bytes; SQS/SNS accept at most"
+        ):
+            await client.call_tool("echo", {"text": "x" * 300_000})
+        # 200 kB in, about 400 kB out (text content + structured result): too large to reply.
+        with pytest.raises(MCPError, match="the result is too large to send"):
+            await client.call_tool("echo", {"text": "y" * 200_000})
+        assert (await client.call_tool("echo", {"text": "still fine"})).content[0].text == "still fine"  # type: ignore[union-attr]
+
+
+async def test_worker_keeps_serving_after_bad_input(stack: RunningStack) -> None:
+    async with Client(
+        sqs_client_transport(stack.topic_target("example"), **stack.client_options())
+    ) as client:
+        result = await client.call_tool("add", {"a": 1, "b": 1})
+    assert result.structured_content == {"a": 1.0, "b": 1.0, "sum": 2.0}

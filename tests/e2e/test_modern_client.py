@@ -1,0 +1,111 @@
+"""A real `mcp.Client` in its default mode (2026-07-28, `server/discover`) over the embedded stack."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from dmcp_aws.client import sqs_client_transport
+from dmcp_aws.local.stack import RunningStack
+
+pytestmark = pytest.mark.anyio
+
+
+def _client(stack: RunningStack, *, via_queue: bool = False) -> Client:
+    target = stack.queue_target("example") if via_queue else stack.topic_target("example")
+    return Client(sqs_client_transport(target, **stack.client_options()), read_timeout_seconds=30)
+
+
+async def test_discovery_negotiates_the_stateless_protocol(stack: RunningStack) -> None:
+    async with _client(stack) as client:
+        assert client.session.protocol_version == "2026-07-28"
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        assert tools == {"echo", "add", "divide", "count_slowly"}
+
+
+async def test_tool_with_structured_output(stack: RunningStack) -> None:
+    async with _client(stack) as client:
+        result = await client.call_tool("add", {"a": 2, "b": 40})
+        assert not result.is_error
+        assert result.structured_content == {"a": 2.0, "b": 40.0, "sum": 42.0}
+
+
+async def test_progress_arrives_while_the_call_runs(stack: RunningStack) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with _client(stack) as client:
+        result = await client.call_tool("count_slowly", {"steps": 4}, progress_callback=on_progress)
+    assert result.content[0].text == "counted to 4"  # type: ignore[union-attr]
+    assert sorted(p for p, _, _ in seen) == [1.0, 2.0, 3.0, 4.0]
+    assert all(total == 4 for _, total, _ in seen)
+    assert "step 1 of 4" in {m for _, _, m in seen}
+
+
+async def test_tool_error_is_a_tool_result(stack: RunningStack) -> None:
+    async with _client(stack) as client:
+        result = await client.call_tool("divide", {"a": 1, "b": 0})
+    assert result.is_error
+    assert "cannot divide by zero" in result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_unknown_tool_and_invalid_arguments_are_reported(stack: RunningStack) -> None:
+    async with _client(stack) as client:
+        unknown = await client.call_tool("no_such_tool", {})
+        invalid = await client.call_tool("add", {"a": "not a number", "b": 1})
+        missing = await client.call_tool("add", {"a": 1})
+    assert unknown.is_error and "Unknown tool: no_such_tool" in unknown.content[0].text  # type: ignore[union-attr]
+    assert invalid.is_error and "valid number" in invalid.content[0].text  # type: ignore[union-attr]
+    assert missing.is_error and "Field required" in missing.content[0].text  # type: ignore[union-attr]
+
+
+async def test_resources_and_templates(stack: RunningStack) -> None:
+    async with _client(stack) as client:
+        resources = (await client.list_resources()).resources
+        templates = (await client.list_resource_templates()).resource_templates
+        about = await client.read_resource("dmcp://example/about")
+        greeting = await client.read_resource("dmcp://example/greeting/ada")
+        with pytest.raises(MCPError, match="Unknown resource"):
+            await client.read_resource("dmcp://example/nothing-here")
+    assert [str(r.uri) for r in resources] == ["dmcp://example/about"]
+    assert [t.uri_template for t in templates] == ["dmcp://example/greeting/{name}"]
+    assert "SNS and SQS" in about.contents[0].text  # type: ignore[union-attr]
+    assert greeting.contents[0].text == "Hello, ada!"  # type: ignore[union-attr]
+
+
+async def test_prompt_with_arguments(stack: RunningStack) -> None:
+    async with _client(stack) as client:
+        prompts = (await client.list_prompts()).prompts
+        prompt = await client.get_prompt("review_code", {"code": "x = 1", "language": "rust"})
+        with pytest.raises(MCPError):
+            await client.get_prompt("review_code", {})
+    assert [p.name for p in prompts] == ["review_code"]
+    assert [a.name for a in prompts[0].arguments or []] == ["code", "language"]
+    text = prompt.messages[0].content.text  # type: ignore[union-attr]
+    assert "rust code" in text and "x = 1" in text
+
+
+async def test_straight_to_the_request_queue(stack: RunningStack) -> None:
+    async with _client(stack, via_queue=True) as client:
+        result = await client.call_tool("echo", {"text": "no topic in between"})
+    assert result.content[0].text == "no topic in between"  # type: ignore[union-attr]
+
+
+async def test_unknown_server_gets_an_error_not_silence(stack: RunningStack) -> None:
+    transport = sqs_client_transport(stack.topic_target("nobody-serves-this"), **stack.client_options())
+    expected = pytest.RaisesExc(MCPError, match="no server named 'nobody-serves-this' is deployed")
+    with pytest.RaisesGroup(expected, flatten_subgroups=True, allow_unwrapped=True):
+        async with Client(transport, read_timeout_seconds=30):
+            pass
+
+
+async def test_created_reply_queue_is_deleted_on_close(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    async with _client(stack) as client:
+        await client.list_tools()
+        during = (await sqs.list_queues(QueueNamePrefix=stack.reply_prefix)).get("QueueUrls", [])
+        assert during, "the connection should have created its reply queue"
+    after = (await sqs.list_queues(QueueNamePrefix=stack.reply_prefix)).get("QueueUrls", [])
+    assert not set(during) & set(after)

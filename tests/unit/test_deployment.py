@@ -1,0 +1,72 @@
+"""The deployment description and the topology both stacks are built from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dmcp_aws.deployment import CATCH_ALL_HANDLER, Deployment, DeploymentError, topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repository_deployment_loads() -> None:
+    deployment = Deployment.load(ROOT / "dmcp.json")
+    assert [s.name for s in deployment.servers] == ["example"]
+    assert deployment.reply_prefix == "dmcp-reply-"
+
+
+def test_topology_per_server_and_catch_all() -> None:
+    deployment = Deployment.parse(
+        {
+            "name": "acme",
+            "servers": [{"name": "search", "timeout_s": 20, "max_receive_count": 4}, {"name": "files"}],
+            "clients": [{"name": "bot", "principal": "arn:aws:iam::123456789012:role/bot", "fifo": True}],
+        }
+    )
+    shape = topology(deployment)
+    assert shape.topic == "acme-requests"
+    queues = {q.name: q for q in shape.queues}
+    assert queues["acme-search-requests"].dead_letter_queue == "acme-search-dlq"
+    assert queues["acme-search-requests"].max_receive_count == 4
+    assert queues["acme-search-requests"].visibility_timeout_s == 120
+    assert queues["acme-reply-bot.fifo"].fifo
+    policies = {s.queue: s.filter_policy for s in shape.subscriptions}
+    assert policies["acme-search-requests"] == {"mcp.server": ["search"]}
+    assert policies["acme-unrouted-requests"] == {"mcp.server": [{"anything-but": ["search", "files"]}]}
+    assert {w.server: w.handler for w in shape.workers}["unrouted"] == CATCH_ALL_HANDLER
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"servers": []}, "servers: List should have at least 1 item"),
+        ({"servers": [{"name": "Bad Name"}]}, "servers.0.name: String should match pattern"),
+        ({"servers": [{"name": "a"}, {"name": "a"}]}, "server names must be unique; repeated: a"),
+        ({"servers": [{"name": "unrouted"}]}, "reserved for the catch-all"),
+        (
+            {"servers": [{"name": "a", "timeout_s": 0}]},
+            "servers.0.timeout_s: Input should be greater than or equal to 1",
+        ),
+        (
+            {"servers": [{"name": "a", "max_concurrency": 1}]},
+            "max_concurrency: Input should be greater than or equal to 2",
+        ),
+        ({"servers": [{"name": "a", "colour": "red"}]}, "servers.0.colour: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_descriptions_say_what_is_wrong(data: dict, problem: str) -> None:
+    with pytest.raises(DeploymentError) as caught:
+        Deployment.parse(data, source="dmcp.json")
+    assert str(caught.value).startswith("dmcp.json is invalid:")
+    assert problem in str(caught.value)
+
+
+def test_load_reports_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(DeploymentError, match="does not exist"):
+        Deployment.load(tmp_path / "missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(DeploymentError, match="is not valid JSON"):
+        Deployment.load(broken)

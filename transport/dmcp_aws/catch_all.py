@@ -1,0 +1,46 @@
+"""The catch-all worker: answers requests for servers nobody serves, so none is dropped.
+
+SNS drops a message that no subscription's filter policy matches; the deployment subscribes
+this worker with `anything-but` the served names, and it replies with a JSON-RPC error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from mcp.server.lowlevel.server import Server
+from mcp_types import ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCRequest
+
+from dmcp_aws.lambda_handler import LambdaHandler
+from dmcp_aws.reply_address import ReplyAddress
+from dmcp_aws.wire import Attr
+from dmcp_aws.worker import Worker, _LoopResources
+
+UNKNOWN_SERVER: Final = -32601
+"""Answered with JSON-RPC's "method not found": no server here implements the request."""
+
+
+class CatchAllWorker(Worker):
+    """A worker whose every answer is "no such server"."""
+
+    async def _serve(
+        self,
+        resources: _LoopResources,
+        reply: ReplyAddress,
+        conn: str,
+        request: JSONRPCRequest,
+        attributes: Mapping[str, str],
+    ) -> JSONRPCMessage:
+        target = attributes.get(Attr.SERVER)
+        message = (
+            f"no server named {target!r} is deployed"
+            if target
+            else "the request names no server (mcp.server)"
+        )
+        error = ErrorData(code=UNKNOWN_SERVER, message=message, data={"server": target})
+        return JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
+
+
+handler = LambdaHandler(Server("unrouted"), worker_class=CatchAllWorker)
+"""The catch-all's Lambda entry point."""

@@ -1,0 +1,181 @@
+"""The `dmcp` command: run the kit on the embedded local stack.
+
+dmcp demo     one shot: start the stack and a worker, exercise every MCP feature, exit
+dmcp dev      start the stack and workers and keep them running for other clients
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from dmcp_aws.deployment import DEFAULT_DEPLOYMENT, Deployment, DeploymentError
+from dmcp_aws.local.stack import RunningStack, embedded_stack
+
+app = typer.Typer(help="dMCP on AWS: MCP over SNS/SQS with Lambda workers.", no_args_is_help=True)
+console = Console()
+
+DeploymentOption = Annotated[
+    Path, typer.Option("--deployment", "-d", help="Deployment description (JSON).", show_default=True)
+]
+ServerOption = Annotated[str, typer.Option("--server", "-s", help="Server to talk to.")]
+
+
+def _load(path: Path) -> Deployment:
+    if not path.exists() and path == Path("dmcp.json"):
+        return DEFAULT_DEPLOYMENT
+    try:
+        return Deployment.load(path)
+    except DeploymentError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _quiet_logs(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
+@app.command()
+def demo(
+    deployment: DeploymentOption = Path("dmcp.json"),
+    server: ServerOption = "example",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start the embedded stack and a worker, run a client through every feature, exit."""
+    _quiet_logs(verbose)
+    spec = _load(deployment)
+    anyio.run(_demo, spec, deployment.resolve().parent, server)
+
+
+async def _demo(spec: Deployment, code_root: Path, server: str) -> None:
+    from mcp import Client
+
+    from dmcp_aws.client import sqs_client_transport
+
+    with console.status("starting the embedded stack (moto on 127.0.0.1)…"):
+        stack_cm = embedded_stack(spec, code_root=code_root)
+        stack = await stack_cm.__aenter__()
+    try:
+        console.print(f"[green]✓[/green] embedded stack at {stack.endpoint_url}; topic {stack.topic_arn}")
+        transport = sqs_client_transport(stack.topic_target(server), **stack.client_options())
+        async with Client(transport) as client:
+            console.print(
+                f"[green]✓[/green] connected to [bold]{server}[/bold] over SNS → SQS → worker → reply queue "
+                f"(protocol {client.session.protocol_version})"
+            )
+            await _show_catalogue(client)
+            await _show_progress_call(client)
+            for uri in ("dmcp://example/about", "dmcp://example/greeting/world"):
+                resource = await client.read_resource(uri)
+                console.print(Panel(_text(resource.contents), title=f"resources/read {uri}"))
+            prompt = await client.get_prompt("review_code", {"code": "def f(x): return x+1"})
+            console.print(Panel(_text(m.content for m in prompt.messages), title="prompts/get review_code"))
+            added = await client.call_tool("add", {"a": 2, "b": 40})
+            console.print(Panel(str(added.structured_content), title="tools/call add (structured output)"))
+        invocations = sum(m.invocations for m in stack.mappings)
+        console.print(f"[green]✓[/green] done: {invocations} worker invocations answered through the queues")
+    finally:
+        with console.status("stopping…"):
+            await stack_cm.__aexit__(None, None, None)
+
+
+def _text(items: Iterable[object]) -> str:
+    """The text of MCP content items (resource contents, prompt message content)."""
+    return "\n".join(getattr(item, "text", "") for item in items)
+
+
+async def _show_catalogue(client: Any) -> None:
+    table = Table(title="What the server offers", show_lines=False)
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("description")
+    for tool in (await client.list_tools()).tools:
+        table.add_row("tool", tool.name, tool.description or "")
+    for resource in (await client.list_resources()).resources:
+        table.add_row("resource", str(resource.uri), resource.description or "")
+    for template in (await client.list_resource_templates()).resource_templates:
+        table.add_row("template", template.uri_template, template.description or "")
+    for prompt in (await client.list_prompts()).prompts:
+        table.add_row("prompt", prompt.name, prompt.description or "")
+    console.print(table)
+
+
+async def _show_progress_call(client: Any) -> None:
+    steps = 5
+    with Progress(
+        TextColumn("tools/call count_slowly"), BarColumn(), TextColumn("{task.description}"), console=console
+    ) as bar:
+        task = bar.add_task("waiting…", total=steps)
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            bar.update(task, completed=progress, total=total, description=message or "")
+
+        result = await client.call_tool(
+            "count_slowly", {"steps": steps, "delay_s": 0.2}, progress_callback=on_progress
+        )
+    console.print(f"[green]✓[/green] count_slowly → {result.content[0].text}")
+
+
+@app.command()
+def dev(
+    deployment: DeploymentOption = Path("dmcp.json"),
+    port: Annotated[int, typer.Option(help="Port for moto on 127.0.0.1 (0: any free port).")] = 0,
+    env_file: Annotated[Path, typer.Option(help="Where to write the client settings.")] = Path(
+        ".dmcp/dev.env"
+    ),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start the embedded stack and its workers and keep them running until Ctrl-C."""
+    _quiet_logs(verbose)
+    spec = _load(deployment)
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(_dev, spec, deployment.resolve().parent, port, env_file)
+    console.print("stopped.")
+
+
+async def _dev(spec: Deployment, code_root: Path, port: int, env_file: Path) -> None:
+    async with embedded_stack(spec, code_root=code_root, port=port) as stack:
+        settings = client_settings(stack)
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        env_file.write_text("".join(f"export {k}={v}\n" for k, v in settings.items()))
+        servers = ", ".join(s.name for s in spec.servers)
+        console.print(
+            Panel(
+                "\n".join(f"{k}={v}" for k, v in settings.items())
+                + f"\n\nservers: {servers}"
+                + f"\nIn another terminal: [bold]source {env_file}[/bold], then run a client.",
+                title="dMCP dev stack is running (Ctrl-C stops it)",
+            )
+        )
+        await anyio.sleep_forever()
+
+
+def client_settings(stack: RunningStack) -> dict[str, str]:
+    """The environment a client in another process needs to reach `stack`."""
+    return {
+        "DMCP_ENDPOINT_URL": stack.endpoint_url,
+        "DMCP_TOPIC_ARN": stack.topic_arn,
+        "DMCP_REPLY_PREFIX": stack.reply_prefix,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": stack.region,
+    }
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,194 @@
+"""The one description of a deployment: its servers and clients (validated with pydantic).
+
+Both the CDK app (`infra/`) and the embedded local stack are built from it, through the pure
+`topology()` function, so they create the same queues, subscriptions and dead-letter queues:
+
+    >>> deployment = Deployment.load("dmcp.json")
+    >>> [q.name for q in topology(deployment).queues]
+    ['dmcp-example-requests', 'dmcp-example-dlq', ...]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+UNROUTED: Final = "unrouted"
+"""Reserved server name of the catch-all that answers requests for servers nobody serves."""
+
+_NAME = r"^[a-z][a-z0-9-]{0,30}$"
+
+
+class DeploymentError(ValueError):
+    """The deployment description is invalid; the message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSpec(_Strict):
+    """One MCP server: its worker function and how its queue feeds it."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    handler: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] = (
+        "functions.example.handler.handler"
+    )
+    """`module.attribute` of the Lambda handler, relative to the code root (the repository)."""
+    memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
+    timeout_s: Annotated[int, Field(ge=1, le=900)] = 30
+    batch_size: Annotated[int, Field(ge=1, le=100)] = 10
+    batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
+    max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 5
+    """Most concurrent worker invocations the queue may drive (Lambda's floor is 2)."""
+    max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Deliveries before a message that keeps failing moves to the dead-letter queue."""
+
+
+class ClientSpec(_Strict):
+    """A provisioned client: its reply queue and the IAM principal allowed to use it."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    principal: str = Field(min_length=1)
+    """An IAM principal ARN (role, user or account root) or an account id."""
+    fifo: bool = False
+
+
+class Deployment(_Strict):
+    """The whole deployment: a name, its servers and its clients."""
+
+    name: Annotated[str, Field(pattern=_NAME)] = "dmcp"
+    reply_queue_prefix: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = None
+    servers: list[ServerSpec] = Field(min_length=1)
+    clients: list[ClientSpec] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Deployment:
+        for kind, names in (
+            ("server", [s.name for s in self.servers]),
+            ("client", [c.name for c in self.clients]),
+        ):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind} names must be unique; repeated: {', '.join(duplicates)}")
+        if any(s.name == UNROUTED for s in self.servers):
+            raise ValueError(f"server name {UNROUTED!r} is reserved for the catch-all")
+        return self
+
+    @property
+    def reply_prefix(self) -> str:
+        """Every reply queue's name starts with this; workers may send nowhere else."""
+        return self.reply_queue_prefix or f"{self.name}-reply-"
+
+    def server(self, name: str) -> ServerSpec:
+        for spec in self.servers:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no server named {name!r} in deployment {self.name!r}")
+
+    @classmethod
+    def parse(cls, data: Any, *, source: str = "deployment") -> Deployment:
+        """Validate raw data, raising `DeploymentError` with one line per problem."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()]
+            raise DeploymentError(f"{source} is invalid:\n" + "\n".join(lines)) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Deployment:
+        """Read and validate a deployment description from a JSON file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DeploymentError(f"{path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise DeploymentError(f"{path} is not valid JSON: {exc}") from None
+        return cls.parse(data, source=str(path))
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue to create: a request queue with its DLQ, a DLQ, or a reply queue."""
+
+    name: str
+    role: str
+    """`requests`, `dlq` or `reply`."""
+    dead_letter_queue: str | None = None
+    max_receive_count: int | None = None
+    visibility_timeout_s: int = 30
+    fifo: bool = False
+
+
+@dataclass(frozen=True)
+class SubscriptionSpec:
+    """A raw-delivery subscription of a request queue to the request topic."""
+
+    queue: str
+    filter_policy: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A worker: the server it serves (or the catch-all) and the queues it uses."""
+
+    server: str
+    handler: str
+    request_queue: str
+    dead_letter_queue: str
+    spec: ServerSpec
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every messaging resource of a deployment, by name."""
+
+    topic: str
+    reply_prefix: str
+    queues: list[QueueSpec] = field(default_factory=list)
+    subscriptions: list[SubscriptionSpec] = field(default_factory=list)
+    workers: list[WorkerSpec] = field(default_factory=list)
+
+
+CATCH_ALL_HANDLER: Final = "dmcp_aws.catch_all.handler"
+
+VISIBILITY_PER_TIMEOUT: Final = 6
+"""AWS's advice: a queue's visibility timeout is at least six times its function's timeout."""
+
+
+def topology(deployment: Deployment) -> Topology:
+    """The queues, subscriptions and workers a deployment consists of (pure)."""
+    name = deployment.name
+    served = [s.name for s in deployment.servers]
+    catch_all = ServerSpec(name=UNROUTED, handler=CATCH_ALL_HANDLER, memory_mb=256, timeout_s=10)
+    result = Topology(topic=f"{name}-requests", reply_prefix=deployment.reply_prefix)
+    for spec, policy in [(s, {"mcp.server": [s.name]}) for s in deployment.servers] + [
+        (catch_all, {"mcp.server": [{"anything-but": served}]})
+    ]:
+        requests, dlq = f"{name}-{spec.name}-requests", f"{name}-{spec.name}-dlq"
+        result.queues.append(QueueSpec(dlq, "dlq", visibility_timeout_s=30))
+        result.queues.append(
+            QueueSpec(
+                requests,
+                "requests",
+                dead_letter_queue=dlq,
+                max_receive_count=spec.max_receive_count,
+                visibility_timeout_s=VISIBILITY_PER_TIMEOUT * spec.timeout_s,
+            )
+        )
+        result.subscriptions.append(SubscriptionSpec(requests, policy))
+        result.workers.append(WorkerSpec(spec.name, spec.handler, requests, dlq, spec))
+    for client in deployment.clients:
+        suffix = ".fifo" if client.fifo else ""
+        result.queues.append(
+            QueueSpec(f"{deployment.reply_prefix}{client.name}{suffix}", "reply", fifo=client.fifo)
+        )
+    return result
+
+
+DEFAULT_DEPLOYMENT: Final = Deployment(servers=[ServerSpec(name="example")])

@@ -1,0 +1,72 @@
+"""The Lambda entry point: a worker behind aws-lambda-powertools.
+
+In `functions/<server>/handler.py`:
+
+    >>> from dmcp_aws.lambda_handler import make_lambda_handler
+    >>> from functions.example.server import mcp
+    >>> handler = make_lambda_handler(mcp)
+
+Records are processed concurrently by powertools' `AsyncBatchProcessor`; the function returns
+the partial-batch response (`{"batchItemFailures": [...]}`), so only failed records are retried.
+Logs are structured JSON with each record's correlation ids (`dmcp_conn`, `jsonrpc_id`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from mcp.server.lowlevel.server import Server
+from mcp.server.mcpserver import MCPServer
+
+from dmcp_aws.worker import Worker, WorkerSettings
+
+
+class LambdaHandler:
+    """A Lambda handler serving one MCP server; settings come from the environment on first use."""
+
+    def __init__(
+        self,
+        server: MCPServer | Server[Any],
+        settings: WorkerSettings | None = None,
+        worker_class: type[Worker] = Worker,
+    ) -> None:
+        self.server = server
+        self._settings = settings
+        self._worker_class = worker_class
+        self._worker: Worker | None = None
+        self.logger = Logger(service=f"dmcp-{server.name}")
+        copy_config_to_registered_loggers(source_logger=self.logger, include={"dmcp_aws.worker"})
+
+    @property
+    def worker(self) -> Worker:
+        if self._worker is None:
+            self._worker = self._worker_class(self.server, self._settings or WorkerSettings.from_env())
+        return self._worker
+
+    def __call__(self, event: dict[str, Any], context: Any = None) -> PartialItemFailureResponse:
+        if context is not None:
+            self.logger.structure_logs(
+                append=True, function_request_id=getattr(context, "aws_request_id", None)
+            )
+        processor = AsyncBatchProcessor(event_type=EventType.SQS)
+        return async_process_partial_response(event, self.worker.handle_record, processor, context)
+
+    async def aclose(self) -> None:
+        """Release what the worker holds for the running event loop (used by local pollers)."""
+        if self._worker is not None:
+            await self._worker.aclose()
+
+
+def make_lambda_handler(
+    server: MCPServer | Server[Any], settings: WorkerSettings | None = None
+) -> LambdaHandler:
+    """The Lambda handler for `server` (see the module docstring)."""
+    return LambdaHandler(server, settings)

@@ -1,0 +1,79 @@
+"""Create a deployment's topology on an AWS endpoint (moto's server, LocalStack or AWS itself).
+
+The same `Topology` the CDK app is built from, so local and deployed stacks agree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from dmcp_aws.deployment import QueueSpec, Topology
+
+
+@dataclass
+class Provisioned:
+    """What was created: the topic and every queue, by name."""
+
+    topic_arn: str
+    queue_urls: dict[str, str] = field(default_factory=dict)
+    queue_arns: dict[str, str] = field(default_factory=dict)
+
+
+async def provision(topology: Topology, sqs: Any, sns: Any) -> Provisioned:
+    """Create the topic, queues (DLQs first), queue policies and filtered raw subscriptions."""
+    topic_arn = (await sns.create_topic(Name=topology.topic, Attributes={"KmsMasterKeyId": "alias/aws/sns"}))[
+        "TopicArn"
+    ]
+    result = Provisioned(topic_arn)
+    for queue in sorted(topology.queues, key=lambda q: q.dead_letter_queue is not None):
+        url = (await sqs.create_queue(QueueName=queue.name, Attributes=_queue_attributes(queue, result)))[
+            "QueueUrl"
+        ]
+        arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
+            "QueueArn"
+        ]
+        result.queue_urls[queue.name], result.queue_arns[queue.name] = url, arn
+    for subscription in topology.subscriptions:
+        queue_arn = result.queue_arns[subscription.queue]
+        await sqs.set_queue_attributes(
+            QueueUrl=result.queue_urls[subscription.queue],
+            Attributes={"Policy": json.dumps(_allow_topic(queue_arn, topic_arn))},
+        )
+        await sns.subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps(subscription.filter_policy)},
+            ReturnSubscriptionArn=True,
+        )
+    return result
+
+
+def _queue_attributes(queue: QueueSpec, created: Provisioned) -> dict[str, str]:
+    attributes = {"SqsManagedSseEnabled": "true", "VisibilityTimeout": str(queue.visibility_timeout_s)}
+    if queue.fifo:
+        attributes["FifoQueue"] = "true"
+    if queue.dead_letter_queue is not None:
+        redrive = {
+            "deadLetterTargetArn": created.queue_arns[queue.dead_letter_queue],
+            "maxReceiveCount": queue.max_receive_count,
+        }
+        attributes["RedrivePolicy"] = json.dumps(redrive)
+    return attributes
+
+
+def _allow_topic(queue_arn: str, topic_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+            }
+        ],
+    }

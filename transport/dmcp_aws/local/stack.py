@@ -1,0 +1,186 @@
+"""The embedded local stack: moto's server in this process on 127.0.0.1, provisioned from the
+deployment description, with one Lambda-faithful poller per worker calling the real handlers.
+
+    >>> async with embedded_stack(Deployment.load("dmcp.json"), code_root=".") as stack:
+    ...     async with Client(sqs_client_transport(stack.topic_target("example"), **stack.client_options())):
+    ...         ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import aioboto3
+import anyio
+
+from dmcp_aws.client import QueueTarget, TopicTarget
+from dmcp_aws.deployment import DEFAULT_DEPLOYMENT, Deployment, Topology, topology
+from dmcp_aws.local.poller import EventSourceMapping, MappingSettings
+from dmcp_aws.local.provision import Provisioned, provision
+
+logger = logging.getLogger(__name__)
+
+REGION: Final = "us-east-1"
+LOOPBACK: Final = "127.0.0.1"
+_FAKE_CREDENTIALS: Final = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@dataclass
+class RunningStack:
+    """A running embedded stack: where it listens and what it created."""
+
+    endpoint_url: str
+    region: str
+    deployment: Deployment
+    topology: Topology
+    resources: Provisioned
+    mappings: list[EventSourceMapping] = field(default_factory=list)
+
+    @property
+    def topic_arn(self) -> str:
+        return self.resources.topic_arn
+
+    @property
+    def reply_prefix(self) -> str:
+        return self.topology.reply_prefix
+
+    def session(self) -> aioboto3.Session:
+        """An aioboto3 session with the stack's (fake) credentials and region."""
+        return aioboto3.Session(region_name=self.region, **_FAKE_CREDENTIALS)
+
+    def queue_url(self, name: str) -> str:
+        return self.resources.queue_urls[name]
+
+    def worker(self, server: str) -> Any:
+        """The topology's worker entry for `server` (its request queue and DLQ names)."""
+        return next(w for w in self.topology.workers if w.server == server)
+
+    def topic_target(self, server: str) -> TopicTarget:
+        return TopicTarget(topic_arn=self.topic_arn, server=server)
+
+    def queue_target(self, server: str) -> QueueTarget:
+        return QueueTarget(queue_url=self.queue_url(self.worker(server).request_queue), server=server)
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for `sqs_client_transport` to use this stack."""
+        return {
+            "session": self.session(),
+            "endpoint_url": self.endpoint_url,
+            "reply_prefix": self.reply_prefix,
+        }
+
+
+@asynccontextmanager
+async def embedded_stack(
+    deployment: Deployment = DEFAULT_DEPLOYMENT,
+    *,
+    code_root: str | Path = ".",
+    workers: bool = True,
+    port: int = 0,
+    wait_time_seconds: int = 20,
+) -> AsyncIterator[RunningStack]:
+    """Start moto on 127.0.0.1 (`port` 0: any free port), provision `deployment`, run its workers."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(max(logging.getLogger("werkzeug").level, logging.WARNING))
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        with lambda_environment(deployment, endpoint, code_root):
+            session = aioboto3.Session(region_name=REGION, **_FAKE_CREDENTIALS)
+            async with AsyncExitStack() as stack:
+                sqs = await stack.enter_async_context(session.client("sqs", endpoint_url=endpoint))
+                sns = await stack.enter_async_context(session.client("sns", endpoint_url=endpoint))
+                shape = topology(deployment)
+                resources = await provision(shape, sqs, sns)
+                running = RunningStack(endpoint, REGION, deployment, shape, resources)
+                async with anyio.create_task_group() as tg:
+                    if workers:
+                        for worker in shape.workers:
+                            mapping = EventSourceMapping(
+                                sqs,
+                                load_handler(worker.handler),
+                                _mapping_settings(worker, resources),
+                                wait_time_seconds,
+                            )
+                            running.mappings.append(mapping)
+                            await tg.start(mapping.run)
+                    try:
+                        yield running
+                    finally:
+                        tg.cancel_scope.cancel()
+    finally:
+        _reset_moto(endpoint)
+        server.stop()
+
+
+def _reset_moto(endpoint: str) -> None:
+    """Forget every resource: moto's backends are process-wide and outlive this server."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=5)
+    except OSError as exc:
+        logger.warning("could not reset moto: %s", exc)
+
+
+def load_handler(dotted: str) -> Any:
+    """Import `module.attribute`, the way the Lambda runtime resolves a handler string."""
+    module_name, _, attribute = dotted.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+@contextmanager
+def lambda_environment(deployment: Deployment, endpoint: str, code_root: str | Path) -> Iterator[None]:
+    """Set what Lambda (and the CDK stack) give a worker function, restoring it on exit."""
+    root = str(Path(code_root).resolve())
+    values = {
+        "DMCP_REPLY_PREFIX": topology(deployment).reply_prefix,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": _FAKE_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": _FAKE_CREDENTIALS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "LAMBDA_TASK_ROOT": root,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+    }
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    added_path = root not in sys.path
+    if added_path:
+        sys.path.insert(0, root)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if added_path:
+            sys.path.remove(root)
+
+
+def _mapping_settings(worker: Any, resources: Provisioned) -> MappingSettings:
+    spec = worker.spec
+    return MappingSettings(
+        function_name=f"dmcp-{worker.server}",
+        queue_url=resources.queue_urls[worker.request_queue],
+        queue_arn=resources.queue_arns[worker.request_queue],
+        batch_size=spec.batch_size,
+        batching_window_s=spec.batching_window_s,
+        max_concurrency=spec.max_concurrency,
+        timeout_s=spec.timeout_s,
+        memory_mb=spec.memory_mb,
+    )

@@ -1,0 +1,210 @@
+"""The dMCP wire format, version 1 (pure functions, no I/O).
+
+One SQS message (or raw-delivered SNS message) carries one JSON-RPC message as UTF-8 JSON in
+its body; transport metadata travels in String message attributes:
+
+    >>> wire = encode_request(request, server="example", reply_to=url, conn="c0ffee")
+    >>> sqs.send_message(QueueUrl=q, MessageBody=wire.body,
+    ...                  MessageAttributes=to_sqs_attributes(wire.attributes))
+    >>> inbound = decode(record_body, from_sqs_attributes(record_attributes))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from mcp_types import (
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    RequestId,
+    jsonrpc_message_adapter,
+)
+from pydantic import ValidationError
+
+from dmcp_aws.errors import MalformedBody, MissingAttribute, PayloadTooLarge, UnsupportedWireVersion
+
+WIRE_VERSION: Final = "1"
+
+MAX_MESSAGE_BYTES: Final = 256 * 1024
+"""Largest body + attributes SNS accepts (SQS accepts more; the smaller limit rules)."""
+
+
+class Attr(StrEnum):
+    """Message attribute names of wire format version 1."""
+
+    VERSION = "dmcp.version"
+    SERVER = "mcp.server"
+    METHOD = "mcp.method"
+    NAME = "mcp.name"
+    PROTOCOL_VERSION = "mcp.protocol-version"
+    REPLY_TO = "dmcp.reply-to"
+    CONN = "dmcp.conn"
+    PAYLOAD = "dmcp.payload"
+    DLQ_REASON = "dmcp.dlq-reason"
+    """Set only on a message a worker moved to a dead-letter queue: why it could not be answered."""
+
+
+_NAME_PARAM: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+"""Methods whose target (tool, prompt, resource) travels in `mcp.name`, and the param holding it."""
+
+_PROTOCOL_VERSION_META_KEY: Final = "io.modelcontextprotocol/protocolVersion"
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """An encoded message: the body and its String attributes."""
+
+    body: str
+    attributes: dict[str, str]
+
+    @property
+    def size(self) -> int:
+        """Bytes counted against the SQS/SNS limit (body plus attribute names and values)."""
+        attribute_bytes = sum(
+            len(k.encode()) + len(v.encode()) + len("String") for k, v in self.attributes.items()
+        )
+        return len(self.body.encode()) + attribute_bytes
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A decoded message and its attributes."""
+
+    message: JSONRPCMessage
+    attributes: Mapping[str, str]
+
+    @property
+    def request_id(self) -> RequestId | None:
+        """The JSON-RPC id for requests, responses and errors; None for notifications."""
+        return getattr(self.message, "id", None)
+
+    def attribute(self, name: Attr) -> str | None:
+        return self.attributes.get(name)
+
+
+def dump_message(message: JSONRPCMessage) -> str:
+    """Serialise one JSON-RPC message the way the SDK's transports do."""
+    return message.model_dump_json(by_alias=True, exclude_unset=True)
+
+
+def request_target(message: JSONRPCRequest | JSONRPCNotification) -> str | None:
+    """The tool/prompt name or resource URI a request is about, if its method has one."""
+    param = _NAME_PARAM.get(message.method)
+    value = (message.params or {}).get(param) if param else None
+    return value if isinstance(value, str) else None
+
+
+def request_protocol_version(message: JSONRPCRequest | JSONRPCNotification, hint: str | None) -> str | None:
+    """The protocol version a request speaks: its `_meta` envelope's, else `initialize`'s, else `hint`."""
+    params = message.params or {}
+    meta = params.get("_meta")
+    if isinstance(meta, Mapping) and isinstance(meta.get(_PROTOCOL_VERSION_META_KEY), str):
+        return str(meta[_PROTOCOL_VERSION_META_KEY])
+    if message.method == "initialize" and isinstance(params.get("protocolVersion"), str):
+        return str(params["protocolVersion"])
+    return hint
+
+
+def encode_request(
+    message: JSONRPCMessage,
+    *,
+    server: str,
+    reply_to: str,
+    conn: str,
+    protocol_version: str | None = None,
+) -> WireMessage:
+    """Encode a client-to-server message (request or notification) with its routing attributes."""
+    attributes = {
+        Attr.VERSION.value: WIRE_VERSION,
+        Attr.SERVER.value: server,
+        Attr.REPLY_TO.value: reply_to,
+        Attr.CONN.value: conn,
+    }
+    if isinstance(message, JSONRPCRequest | JSONRPCNotification):
+        attributes[Attr.METHOD.value] = message.method
+        if (target := request_target(message)) is not None:
+            attributes[Attr.NAME.value] = target
+        if (version := request_protocol_version(message, protocol_version)) is not None:
+            attributes[Attr.PROTOCOL_VERSION.value] = version
+    return _checked(WireMessage(dump_message(message), attributes))
+
+
+def encode_reply(message: JSONRPCMessage, *, server: str, conn: str) -> WireMessage:
+    """Encode a server-to-client message (notification, response or error) for a reply queue."""
+    attributes = {Attr.VERSION.value: WIRE_VERSION, Attr.SERVER.value: server, Attr.CONN.value: conn}
+    return _checked(WireMessage(dump_message(message), attributes))
+
+
+def decode(body: str | bytes, attributes: Mapping[str, str]) -> InboundMessage:
+    """Decode a wire message; raise a `WireError` subclass naming what is wrong.
+
+    A body that is JSON with a usable `id` but not a valid JSON-RPC message raises `MalformedBody`
+    with `request_id` set, so the caller can still answer it.
+    """
+    version = attributes.get(Attr.VERSION)
+    if version != WIRE_VERSION:
+        raise UnsupportedWireVersion(f"dmcp.version is {version!r}; this worker speaks {WIRE_VERSION!r}")
+    if Attr.PAYLOAD in attributes:
+        raise MalformedBody("the body was offloaded (dmcp.payload); claim checks are not supported yet")
+    try:
+        text = body.decode() if isinstance(body, bytes) else body
+        decoded: Any = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedBody(f"body is not UTF-8 JSON: {exc}") from None
+    try:
+        message = jsonrpc_message_adapter.validate_python(decoded)
+    except ValidationError:
+        raise MalformedBody(
+            "body is not a single JSON-RPC 2.0 message", request_id=_usable_id(decoded)
+        ) from None
+    return InboundMessage(message, dict(attributes))
+
+
+def require(inbound: InboundMessage, name: Attr) -> str:
+    """The value of a required attribute, or `MissingAttribute`."""
+    value = inbound.attribute(name)
+    if not value:
+        raise MissingAttribute(f"message attribute {name.value} is required", request_id=inbound.request_id)
+    return value
+
+
+def to_sqs_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """String attributes in the shape SQS `SendMessage` takes."""
+    return {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
+
+
+to_sns_attributes = to_sqs_attributes
+"""SNS `Publish` takes the same shape as SQS `SendMessage`."""
+
+
+def from_sqs_attributes(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, str]:
+    """String attributes from an SQS `ReceiveMessage` result or a Lambda SQS record.
+
+    Accepts both spellings: `StringValue` (SQS API) and `stringValue` (Lambda event).
+    """
+    out: dict[str, str] = {}
+    for name, value in (raw or {}).items():
+        string = value.get("StringValue", value.get("stringValue"))
+        if isinstance(string, str):
+            out[name] = string
+    return out
+
+
+def _checked(wire: WireMessage) -> WireMessage:
+    if wire.size > MAX_MESSAGE_BYTES:
+        raise PayloadTooLarge(f"message is {wire.size} bytes; SQS/SNS accept at most {MAX_MESSAGE_BYTES}")
+    return wire
+
+
+def _usable_id(decoded: Any) -> RequestId | None:
+    if not isinstance(decoded, dict):
+        return None
+    request_id = decoded.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    return request_id
