@@ -56,7 +56,10 @@ async def throughput(call: Callable[[], Awaitable[Any]], count: int, concurrency
     return count / (time.perf_counter() - started)
 
 
-async def raw_floor(stack: RunningStack, sqs: Any) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[None]]]:
+Call = Callable[[], Awaitable[Any]]
+
+
+async def raw_floor(stack: RunningStack, sqs: Any) -> tuple[Call, Callable[[], Awaitable[None]]]:
     """A bare SQS request/response pair with an echo poller; returns (call, stop)."""
     requests = (await sqs.create_queue(QueueName="bench-floor-requests"))["QueueUrl"]
     replies = (await sqs.create_queue(QueueName=f"{stack.reply_prefix}bench-floor"))["QueueUrl"]

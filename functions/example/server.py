@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -38,6 +40,15 @@ def divide(a: float, b: float) -> float:
     if b == 0:
         raise ToolError("cannot divide by zero")
     return a / b
+
+
+_tickets = itertools.count(1)
+
+
+@mcp.tool()
+def take_ticket() -> int:
+    """Hand out the next ticket number: not idempotent, so a request must run once."""
+    return next(_tickets)
 
 
 @mcp.tool()

@@ -31,10 +31,10 @@ def request_attributes(
     return attributes
 
 
-def tool_call(request_id: int | str, text: str = "hi") -> str:
+def tool_call(request_id: int | str, text: str = "hi", *, tool: str = "echo") -> str:
     params = {
-        "name": "echo",
-        "arguments": {"text": text},
+        "name": tool,
+        "arguments": {"text": text} if tool == "echo" else {},
         "_meta": {
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {},

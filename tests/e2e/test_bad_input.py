@@ -103,17 +103,21 @@ async def test_reply_queue_deleted_before_the_answer_goes_to_the_dlq(stack: Runn
     assert "NonExistentQueue" in reason or "QueueDoesNotExist" in reason
 
 
-async def test_duplicate_requests_are_each_answered_and_the_client_survives_duplicates(
-    stack: RunningStack,
-    sqs,  # type: ignore[no-untyped-def]
-) -> None:
+async def test_a_duplicated_request_runs_once_and_is_answered_each_time(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
     requests, _ = _queues(stack)
     reply = await make_reply_queue(sqs, stack)
     conn = new_conn()
-    for _ in range(2):
-        await send(sqs, requests, tool_call(11, "twice"), request_attributes(stack, reply, conn))
-    answers = await receive_matching(sqs, reply, conn, count=2)
-    assert [json.loads(body)["id"] for body, _ in answers] == [11, 11]
+    for request_id in (11, 11, 12):
+        await send(
+            sqs, requests, tool_call(request_id, tool="take_ticket"), request_attributes(stack, reply, conn)
+        )
+    answers = [json.loads(body) for body, _ in await receive_matching(sqs, reply, conn, count=3)]
+    tickets = {answer["id"]: set() for answer in answers}
+    for answer in answers:
+        tickets[answer["id"]].add(answer["result"]["structuredContent"]["result"])
+    assert sorted(answer["id"] for answer in answers) == [11, 11, 12]
+    assert len(tickets[11]) == 1, "both deliveries of request 11 carry the answer of its one execution"
+    assert tickets[11] != tickets[12], "a different request id is a different request"
 
     # A duplicated answer reaching a live client is ignored; the connection keeps working.
     async with Client(
@@ -146,3 +150,26 @@ async def test_worker_keeps_serving_after_bad_input(stack: RunningStack) -> None
     ) as client:
         result = await client.call_tool("add", {"a": 1, "b": 1})
     assert result.structured_content == {"a": 1.0, "b": 1.0, "sum": 2.0}
+
+
+async def test_a_request_another_worker_is_serving_is_retried_soon_and_gets_its_answer(
+    stack: RunningStack,
+    sqs,  # type: ignore[no-untyped-def]
+) -> None:
+    from dmcp_aws.idempotency import RequestLedger
+
+    assert stack.topology.idempotency_table is not None
+    ledger = RequestLedger(stack.topology.idempotency_table, function_name="example")
+    requests, _ = _queues(stack)
+    reply = await make_reply_queue(sqs, stack)
+    conn = new_conn()
+    key = {"conn": conn, "id": 21}
+    assert await ledger.begin(key, remaining_ms=60_000) is None  # "another worker" holds request 21
+
+    await send(sqs, requests, tool_call(21, tool="take_ticket"), request_attributes(stack, reply, conn))
+    assert await receive_matching(sqs, reply, conn, timeout_s=3) == [], "no answer while it is in progress"
+
+    stored = {"jsonrpc": "2.0", "id": 21, "result": {"content": [], "structuredContent": {"result": -1}}}
+    await ledger.complete(key, stored)
+    [(body, _)] = await receive_matching(sqs, reply, conn, timeout_s=20)
+    assert json.loads(body)["result"]["structuredContent"] == {"result": -1}, "the other worker's answer"

@@ -21,7 +21,7 @@ async def test_discovery_negotiates_the_stateless_protocol(stack: RunningStack) 
     async with _client(stack) as client:
         assert client.session.protocol_version == "2026-07-28"
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {"echo", "add", "divide", "count_slowly"}
+        assert tools == {"echo", "add", "divide", "take_ticket", "count_slowly"}
 
 
 async def test_tool_with_structured_output(stack: RunningStack) -> None:
@@ -103,9 +103,12 @@ async def test_unknown_server_gets_an_error_not_silence(stack: RunningStack) -> 
 
 
 async def test_created_reply_queue_is_deleted_on_close(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    async def reply_queues() -> set[str]:
+        return set((await sqs.list_queues(QueueNamePrefix=stack.reply_prefix)).get("QueueUrls", []))
+
+    before = await reply_queues()
     async with _client(stack) as client:
         await client.list_tools()
-        during = (await sqs.list_queues(QueueNamePrefix=stack.reply_prefix)).get("QueueUrls", [])
-        assert during, "the connection should have created its reply queue"
-    after = (await sqs.list_queues(QueueNamePrefix=stack.reply_prefix)).get("QueueUrls", [])
-    assert not set(during) & set(after)
+        created = await reply_queues() - before
+        assert len(created) == 1, "the connection creates one reply queue under the prefix"
+    assert not created & await reply_queues()

@@ -13,9 +13,8 @@ from mcp.server.lowlevel.server import Server
 from mcp_types import ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCRequest
 
 from dmcp_aws.lambda_handler import LambdaHandler
-from dmcp_aws.reply_address import ReplyAddress
 from dmcp_aws.wire import Attr
-from dmcp_aws.worker import Worker, _LoopResources
+from dmcp_aws.worker import ReplyChannel, Worker, _LoopResources
 
 UNKNOWN_SERVER: Final = -32601
 """Answered with JSON-RPC's "method not found": no server here implements the request."""
@@ -27,8 +26,7 @@ class CatchAllWorker(Worker):
     async def _serve(
         self,
         resources: _LoopResources,
-        reply: ReplyAddress,
-        conn: str,
+        channel: ReplyChannel,
         request: JSONRPCRequest,
         attributes: Mapping[str, str],
     ) -> JSONRPCMessage:

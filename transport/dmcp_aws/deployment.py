@@ -53,8 +53,10 @@ class ClientSpec(_Strict):
     """A provisioned client: its reply queue and the IAM principal allowed to use it."""
 
     name: Annotated[str, Field(pattern=_NAME)]
-    principal: str = Field(min_length=1)
-    """An IAM principal ARN (role, user or account root) or an account id."""
+    principal: Annotated[
+        str, Field(pattern=r"^(account|\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|(role|user)/[\w+=,.@/-]+))$")
+    ]
+    """`account` (the deploying account), an account id, or an IAM role, user or account-root ARN."""
     fifo: bool = False
 
 
@@ -65,6 +67,9 @@ class Deployment(_Strict):
     reply_queue_prefix: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = None
     servers: list[ServerSpec] = Field(min_length=1)
     clients: list[ClientSpec] = []
+    idempotency: bool = True
+    """Keep a DynamoDB ledger of served requests so a redelivered request runs once. Switch it off
+    where DynamoDB is not available (LocalStack offline); delivery is then at least once."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> Deployment:
@@ -150,6 +155,7 @@ class Topology:
 
     topic: str
     reply_prefix: str
+    idempotency_table: str | None = None
     queues: list[QueueSpec] = field(default_factory=list)
     subscriptions: list[SubscriptionSpec] = field(default_factory=list)
     workers: list[WorkerSpec] = field(default_factory=list)
@@ -166,7 +172,8 @@ def topology(deployment: Deployment) -> Topology:
     name = deployment.name
     served = [s.name for s in deployment.servers]
     catch_all = ServerSpec(name=UNROUTED, handler=CATCH_ALL_HANDLER, memory_mb=256, timeout_s=10)
-    result = Topology(topic=f"{name}-requests", reply_prefix=deployment.reply_prefix)
+    table = f"{name}-idempotency" if deployment.idempotency else None
+    result = Topology(topic=f"{name}-requests", reply_prefix=deployment.reply_prefix, idempotency_table=table)
     for spec, policy in [(s, {"mcp.server": [s.name]}) for s in deployment.servers] + [
         (catch_all, {"mcp.server": [{"anything-but": served}]})
     ]:

@@ -21,7 +21,7 @@ import os
 import weakref
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aioboto3
@@ -36,25 +36,23 @@ from mcp_types import (
     JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
+    jsonrpc_message_adapter,
 )
 
 from dmcp_aws.errors import MissingAttribute, PayloadTooLarge, UnsupportedWireVersion, WireError
+from dmcp_aws.idempotency import RequestInProgress, RequestLedger
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
 from dmcp_aws.serving import serve_request
-from dmcp_aws.wire import (
-    Attr,
-    InboundMessage,
-    decode,
-    encode_reply,
-    from_sqs_attributes,
-    to_sqs_attributes,
-)
+from dmcp_aws.wire import Attr, InboundMessage, decode, encode_reply, from_sqs_attributes, to_sqs_attributes
 
 logger = logging.getLogger(__name__)
 
 _QUEUE_GONE: Final = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _FORBIDDEN: Final = frozenset({"AccessDenied", "AccessDeniedException", "KMS.AccessDeniedException"})
 _MAX_ATTRIBUTES: Final = 10
+RETRY_IN_PROGRESS_AFTER_S: Final = 5
+"""A duplicate of a request another worker is serving is retried this soon, not after the full
+visibility timeout."""
 
 
 class UndeliverableReply(Exception):
@@ -65,25 +63,44 @@ class UndeliverableReply(Exception):
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """What a worker needs beyond its server: where it may reply.
+    """What a worker needs beyond its server.
 
     `reply_prefix` is the deployment's reply-queue name prefix; `endpoint_url` is set only for
-    local stacks (moto, LocalStack). `server_name` is the deployment's name for the server, used
-    to refuse requests addressed to another server.
+    local stacks (moto, LocalStack).
     """
 
     reply_prefix: str
     endpoint_url: str | None = None
-    server_name: str | None = None
+    idempotency_table: str | None = None
+    """DynamoDB table of the request ledger; None serves every delivery (at least once)."""
+    default_timeout_ms: int = 30_000
+    """How long a claim on a request lasts when no Lambda context tells the remaining time."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
-        """Read `DMCP_REPLY_PREFIX`, `DMCP_SERVER_NAME` and the AWS endpoint override."""
+        """Read `DMCP_REPLY_PREFIX`, `DMCP_IDEMPOTENCY_TABLE` and the AWS endpoint override."""
         prefix = environ.get("DMCP_REPLY_PREFIX")
         if not prefix:
             raise RuntimeError("DMCP_REPLY_PREFIX is not set: the worker does not know where it may reply")
-        endpoint = environ.get("AWS_ENDPOINT_URL_SQS") or environ.get("AWS_ENDPOINT_URL") or None
-        return cls(reply_prefix=prefix, endpoint_url=endpoint, server_name=environ.get("DMCP_SERVER_NAME"))
+        return cls(
+            reply_prefix=prefix,
+            endpoint_url=environ.get("AWS_ENDPOINT_URL_SQS") or environ.get("AWS_ENDPOINT_URL") or None,
+            idempotency_table=environ.get("DMCP_IDEMPOTENCY_TABLE") or None,
+        )
+
+
+@dataclass(frozen=True)
+class ReplyChannel:
+    """Where and how to answer one request."""
+
+    address: ReplyAddress
+    conn: str
+    server: str
+    sqs: Any
+
+    def group(self, request_id: object) -> str:
+        """The FIFO message group of a request's replies: its progress and result stay in order."""
+        return f"{self.conn}:{request_id}"[:128]
 
 
 @dataclass
@@ -93,6 +110,8 @@ class _LoopResources:
     sqs: Any
     lifespan_state: Any
     stack: AsyncExitStack
+    in_flight: dict[str, asyncio.Event] = field(default_factory=dict)
+    """Requests being served on this loop, so a duplicate in the same batch waits for the first."""
 
 
 class Worker:
@@ -112,40 +131,44 @@ class Worker:
         )
         self._dead_letter_urls: dict[str, str] = {}
         self._sequence = itertools.count()
+        self._ledger = (
+            RequestLedger(settings.idempotency_table, function_name=self.server.name)
+            if settings.idempotency_table
+            else None
+        )
 
-    async def handle_record(self, record: Any) -> None:
+    async def handle_record(self, record: Any, lambda_context: Any = None) -> None:
         """Serve one SQS record (a powertools `SQSRecord` or the raw Lambda record dict)."""
         raw: Mapping[str, Any] = getattr(record, "raw_event", record)
         resources = await self._resources()
         attributes = from_sqs_attributes(raw.get("messageAttributes"))
-        source = QueueArn.parse(raw["eventSourceARN"])
-        rules = ReplyRules(
-            source.account, source.region, self.settings.reply_prefix, self.settings.endpoint_url
-        )
         log = {"message_id": raw.get("messageId"), "dmcp_conn": attributes.get(Attr.CONN)}
         try:
-            reply = validate_reply_to(attributes.get(Attr.REPLY_TO), rules)
-            conn = attributes.get(Attr.CONN) or _missing(Attr.CONN)
-            inbound = self._decode_or_answer(raw["body"], attributes)
-        except (WireError, UndeliverableReply) as exc:
+            channel = self._reply_channel(resources.sqs, raw["eventSourceARN"], attributes)
+            inbound = _decode_or_answer(raw["body"], attributes)
+        except WireError as exc:
             await self._dead_letter(resources.sqs, raw, exc)
             return
         if isinstance(inbound, JSONRPCError):
-            await self._answer(resources.sqs, reply, conn, inbound, raw)
+            await self._answer(channel, inbound, raw)
             return
         message = inbound.message
         log |= {"jsonrpc_id": inbound.request_id, "mcp_method": getattr(message, "method", None)}
         if isinstance(message, JSONRPCNotification):
             logger.info("client notification %s needs no answer", message.method, extra=log)
-            return
-        if not isinstance(message, JSONRPCRequest):
-            await self._dead_letter(
-                resources.sqs, raw, WireError("a client may send only requests and notifications")
+        elif isinstance(message, JSONRPCRequest):
+            try:
+                answer = await self._serve_once(resources, channel, message, attributes, lambda_context)
+            except RequestInProgress:
+                await self._retry_soon(resources.sqs, raw)
+                raise
+            logger.info(
+                "answered %s", message.method, extra=log | {"error": isinstance(answer, JSONRPCError)}
             )
-            return
-        answer = await self._serve(resources, reply, conn, message, attributes)
-        logger.info("answered %s", message.method, extra=log | {"error": isinstance(answer, JSONRPCError)})
-        await self._answer(resources.sqs, reply, conn, answer, raw)
+            await self._answer(channel, answer, raw)
+        else:
+            problem = WireError("a client may send only requests and notifications")
+            await self._dead_letter(resources.sqs, raw, problem)
 
     async def aclose(self) -> None:
         """Close the SQS client and server lifespan held for the running event loop."""
@@ -153,41 +176,65 @@ class Worker:
         if task is not None:
             await (await task).stack.aclose()
 
-    def _decode_or_answer(self, body: str, attributes: Mapping[str, str]) -> InboundMessage | JSONRPCError:
-        """Decode a record; an undecodable one that still has an id becomes its error reply."""
+    def _reply_channel(self, sqs: Any, source_arn: str, attributes: Mapping[str, str]) -> ReplyChannel:
+        """Validate where a request wants its answer; raise a `WireError` if nowhere allowed."""
+        source = QueueArn.parse(source_arn)
+        rules = ReplyRules(
+            source.account, source.region, self.settings.reply_prefix, self.settings.endpoint_url
+        )
+        address = validate_reply_to(attributes.get(Attr.REPLY_TO), rules)
+        conn = attributes.get(Attr.CONN)
+        if not conn:
+            raise MissingAttribute(f"message attribute {Attr.CONN.value} is required")
+        return ReplyChannel(address, conn, attributes.get(Attr.SERVER) or self.server.name, sqs)
+
+    async def _serve_once(
+        self,
+        resources: _LoopResources,
+        channel: ReplyChannel,
+        request: JSONRPCRequest,
+        attributes: Mapping[str, str],
+        lambda_context: Any,
+    ) -> JSONRPCMessage:
+        """Serve a request unless the ledger holds its answer already (a duplicate delivery)."""
+        if self._ledger is None:
+            return await self._serve(resources, channel, request, attributes)
+        key = {"conn": channel.conn, "id": request.id}
+        local_key = json.dumps(key, sort_keys=True)
+        while (first := resources.in_flight.get(local_key)) is not None:
+            await first.wait()
+        resources.in_flight[local_key] = done = asyncio.Event()
         try:
-            inbound = decode(body, attributes)
-        except UnsupportedWireVersion:
-            raise
-        except WireError as exc:
-            if exc.request_id is None:
-                raise
-            return JSONRPCError(
-                jsonrpc="2.0", id=exc.request_id, error=ErrorData(code=INVALID_REQUEST, message=str(exc))
+            remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+            claim_ms = remaining() if remaining else self.settings.default_timeout_ms
+            stored = await self._ledger.begin(key, claim_ms)
+            if stored is not None:
+                logger.info("request %r was served already; sending its stored answer", request.id)
+                return jsonrpc_message_adapter.validate_python(stored)
+            answer = await self._serve(resources, channel, request, attributes)
+            await self._ledger.complete(
+                key, answer.model_dump(mode="json", by_alias=True, exclude_unset=True)
             )
-        addressed_to = inbound.attribute(Attr.SERVER)
-        expected = self.settings.server_name
-        if expected and addressed_to and addressed_to != expected and inbound.request_id is not None:
-            message = f"this queue serves {expected!r}; the request is for {addressed_to!r}"
-            return JSONRPCError(
-                jsonrpc="2.0", id=inbound.request_id, error=ErrorData(code=INVALID_REQUEST, message=message)
-            )
-        return inbound
+            return answer
+        finally:
+            del resources.in_flight[local_key]
+            done.set()
 
     async def _serve(
         self,
         resources: _LoopResources,
-        reply: ReplyAddress,
-        conn: str,
+        channel: ReplyChannel,
         request: JSONRPCRequest,
         attributes: Mapping[str, str],
     ) -> JSONRPCMessage:
         async def notify(notification: JSONRPCNotification) -> None:
             try:
-                await self._send(resources.sqs, reply, conn, notification, group=str(request.id))
+                await self._send(channel, notification, request.id)
             except Exception:
                 # Notifications are advisory: a lost one must not fail the request.
-                logger.warning("could not deliver %s to %s", notification.method, reply.name, exc_info=True)
+                logger.warning(
+                    "could not deliver %s to %s", notification.method, channel.address.name, exc_info=True
+                )
 
         return await serve_request(
             self.server,
@@ -197,44 +244,50 @@ class Worker:
             protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
         )
 
-    async def _answer(
-        self, sqs: Any, reply: ReplyAddress, conn: str, answer: JSONRPCMessage, raw: Mapping[str, Any]
-    ) -> None:
+    async def _answer(self, channel: ReplyChannel, answer: JSONRPCMessage, raw: Mapping[str, Any]) -> None:
         try:
-            await self._send(sqs, reply, conn, answer, group=str(getattr(answer, "id", "")))
+            await self._send(channel, answer, getattr(answer, "id", None))
         except UndeliverableReply as exc:
-            await self._dead_letter(sqs, raw, exc)
+            await self._dead_letter(channel.sqs, raw, exc)
 
-    async def _send(
-        self, sqs: Any, reply: ReplyAddress, conn: str, message: JSONRPCMessage, group: str
-    ) -> None:
+    async def _send(self, channel: ReplyChannel, message: JSONRPCMessage, request_id: object) -> None:
         """Send one message to the reply queue; raise `UndeliverableReply` if it never can arrive."""
-        server = self.settings.server_name or self.server.name
         try:
-            wire = encode_reply(message, server=server, conn=conn)
+            wire = encode_reply(message, server=channel.server, conn=channel.conn)
         except PayloadTooLarge as exc:
-            if not isinstance(message, JSONRPCNotification) and getattr(message, "id", None) is not None:
+            if not isinstance(message, JSONRPCNotification) and request_id is not None:
                 error = ErrorData(code=INTERNAL_ERROR, message=f"the result is too large to send: {exc}")
-                wire = encode_reply(
-                    JSONRPCError(jsonrpc="2.0", id=message.id, error=error), server=server, conn=conn
-                )  # type: ignore[union-attr]
+                too_large = JSONRPCError(jsonrpc="2.0", id=request_id, error=error)  # type: ignore[arg-type]
+                wire = encode_reply(too_large, server=channel.server, conn=channel.conn)
             else:
                 raise
         params: dict[str, Any] = {
-            "QueueUrl": reply.url,
+            "QueueUrl": channel.address.url,
             "MessageBody": wire.body,
             "MessageAttributes": to_sqs_attributes(wire.attributes),
         }
-        if reply.fifo:
-            params["MessageGroupId"] = f"{conn}:{group}"[:128]
-            params["MessageDeduplicationId"] = _dedup_id(conn, group, next(self._sequence))
+        if channel.address.fifo:
+            params["MessageGroupId"] = channel.group(request_id)
+            params["MessageDeduplicationId"] = _dedup_id(channel.group(request_id), next(self._sequence))
         try:
-            await sqs.send_message(**params)
+            await channel.sqs.send_message(**params)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _QUEUE_GONE or code in _FORBIDDEN:
-                raise UndeliverableReply(f"reply queue {reply.name}: {code}") from exc
+                raise UndeliverableReply(f"reply queue {channel.address.name}: {code}") from exc
             raise
+
+    async def _retry_soon(self, sqs: Any, raw: Mapping[str, Any]) -> None:
+        """Shorten a record's visibility so its redelivery comes soon (best effort)."""
+        try:
+            url = await _queue_url(sqs, QueueArn.parse(raw["eventSourceARN"]))
+            await sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=raw["receiptHandle"], VisibilityTimeout=RETRY_IN_PROGRESS_AFTER_S
+            )
+        except Exception:
+            logger.warning(
+                "could not shorten the visibility of message %s", raw.get("messageId"), exc_info=True
+            )
 
     async def _dead_letter(self, sqs: Any, raw: Mapping[str, Any], problem: Exception) -> None:
         """Move a record to its source queue's DLQ at once, with the reason as an attribute."""
@@ -243,27 +296,23 @@ class Worker:
         kept = dict(itertools.islice(original.items(), _MAX_ATTRIBUTES - 1))
         kept[Attr.DLQ_REASON.value] = reason
         url = await self._dead_letter_url(sqs, raw["eventSourceARN"])
-        await sqs.send_message(
-            QueueUrl=url, MessageBody=raw["body"] or "(empty)", MessageAttributes=to_sqs_attributes(kept)
-        )
+        body = raw["body"] or "(empty)"
+        await sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=to_sqs_attributes(kept))
         logger.warning("moved message %s to the dead-letter queue: %s", raw.get("messageId"), reason)
 
     async def _dead_letter_url(self, sqs: Any, source_arn: str) -> str:
         """The DLQ named by the source queue's redrive policy (looked up once per queue)."""
         if source_arn not in self._dead_letter_urls:
             source = QueueArn.parse(source_arn)
-            source_url = (
-                await sqs.get_queue_url(QueueName=source.name, QueueOwnerAWSAccountId=source.account)
-            )["QueueUrl"]
+            source_url = await _queue_url(sqs, source)
             attributes = await sqs.get_queue_attributes(QueueUrl=source_url, AttributeNames=["RedrivePolicy"])
             policy = attributes.get("Attributes", {}).get("RedrivePolicy")
             if not policy:
                 raise RuntimeError(
-                    f"queue {source.name} has no dead-letter queue; cannot move a poison message"
+                    f"queue {source.name} has no dead-letter queue to move a poison message to"
                 )
             target = QueueArn.parse(json.loads(policy)["deadLetterTargetArn"])
-            found = await sqs.get_queue_url(QueueName=target.name, QueueOwnerAWSAccountId=target.account)
-            self._dead_letter_urls[source_arn] = found["QueueUrl"]
+            self._dead_letter_urls[source_arn] = await _queue_url(sqs, target)
         return self._dead_letter_urls[source_arn]
 
     async def _resources(self) -> _LoopResources:
@@ -276,16 +325,29 @@ class Worker:
 
     async def _open(self) -> _LoopResources:
         stack = AsyncExitStack()
-        sqs = await stack.enter_async_context(
-            self._session.client("sqs", endpoint_url=self.settings.endpoint_url)
-        )
+        client = self._session.client("sqs", endpoint_url=self.settings.endpoint_url)
+        sqs = await stack.enter_async_context(client)
         lifespan_state = await stack.enter_async_context(self.server.lifespan(self.server))
         return _LoopResources(sqs, lifespan_state, stack)
 
 
-def _missing(name: Attr) -> str:
-    raise MissingAttribute(f"message attribute {name.value} is required")
+def _decode_or_answer(body: str, attributes: Mapping[str, str]) -> InboundMessage | JSONRPCError:
+    """Decode a record; an undecodable one that still has an id becomes its error reply."""
+    try:
+        return decode(body, attributes)
+    except UnsupportedWireVersion:
+        raise
+    except WireError as exc:
+        if exc.request_id is None:
+            raise
+        error = ErrorData(code=INVALID_REQUEST, message=str(exc))
+        return JSONRPCError(jsonrpc="2.0", id=exc.request_id, error=error)
 
 
-def _dedup_id(conn: str, group: str, sequence: int) -> str:
-    return hashlib.sha256(f"{conn}:{group}:{sequence}".encode()).hexdigest()
+async def _queue_url(sqs: Any, queue: QueueArn) -> str:
+    found = await sqs.get_queue_url(QueueName=queue.name, QueueOwnerAWSAccountId=queue.account)
+    return str(found["QueueUrl"])
+
+
+def _dedup_id(group: str, sequence: int) -> str:
+    return hashlib.sha256(f"{group}:{sequence}".encode()).hexdigest()

@@ -21,8 +21,11 @@ class Provisioned:
     queue_arns: dict[str, str] = field(default_factory=dict)
 
 
-async def provision(topology: Topology, sqs: Any, sns: Any) -> Provisioned:
-    """Create the topic, queues (DLQs first), queue policies and filtered raw subscriptions."""
+async def provision(topology: Topology, sqs: Any, sns: Any, dynamodb: Any) -> Provisioned:
+    """Create the topic, queues (DLQs first), queue policies, filtered raw subscriptions and the
+    idempotency table."""
+    if topology.idempotency_table is not None:
+        await _create_ledger_table(dynamodb, topology.idempotency_table)
     topic_arn = (await sns.create_topic(Name=topology.topic, Attributes={"KmsMasterKeyId": "alias/aws/sns"}))[
         "TopicArn"
     ]
@@ -49,6 +52,20 @@ async def provision(topology: Topology, sqs: Any, sns: Any) -> Provisioned:
             ReturnSubscriptionArn=True,
         )
     return result
+
+
+async def _create_ledger_table(dynamodb: Any, name: str) -> None:
+    """The table powertools' idempotency layer expects: key `id`, TTL on `expiration`."""
+    await dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        SSESpecification={"Enabled": True},
+    )
+    await dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
 
 
 def _queue_attributes(queue: QueueSpec, created: Provisioned) -> dict[str, str]:

@@ -101,8 +101,9 @@ async def embedded_stack(
             async with AsyncExitStack() as stack:
                 sqs = await stack.enter_async_context(session.client("sqs", endpoint_url=endpoint))
                 sns = await stack.enter_async_context(session.client("sns", endpoint_url=endpoint))
+                dynamodb = await stack.enter_async_context(session.client("dynamodb", endpoint_url=endpoint))
                 shape = topology(deployment)
-                resources = await provision(shape, sqs, sns)
+                resources = await provision(shape, sqs, sns, dynamodb)
                 running = RunningStack(endpoint, REGION, deployment, shape, resources)
                 async with anyio.create_task_group() as tg:
                     if workers:
@@ -144,8 +145,10 @@ def load_handler(dotted: str) -> Any:
 def lambda_environment(deployment: Deployment, endpoint: str, code_root: str | Path) -> Iterator[None]:
     """Set what Lambda (and the CDK stack) give a worker function, restoring it on exit."""
     root = str(Path(code_root).resolve())
+    shape = topology(deployment)
     values = {
-        "DMCP_REPLY_PREFIX": topology(deployment).reply_prefix,
+        "DMCP_REPLY_PREFIX": shape.reply_prefix,
+        "DMCP_IDEMPOTENCY_TABLE": shape.idempotency_table or "",
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": _FAKE_CREDENTIALS["aws_access_key_id"],
         "AWS_SECRET_ACCESS_KEY": _FAKE_CREDENTIALS["aws_secret_access_key"],
