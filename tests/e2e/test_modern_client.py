@@ -112,3 +112,24 @@ async def test_created_reply_queue_is_deleted_on_close(stack: RunningStack, sqs)
         created = await reply_queues() - before
         assert len(created) == 1, "the connection creates one reply queue under the prefix"
     assert not created & await reply_queues()
+
+
+async def test_a_deleted_reply_queue_fails_waiting_calls_instead_of_hanging(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    import anyio
+
+    reply = (await sqs.create_queue(QueueName=f"{stack.reply_prefix}doomed"))["QueueUrl"]
+    errors: list[Exception] = []
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, Exception):
+            errors.append(message)
+
+    transport = sqs_client_transport(
+        stack.topic_target("example"), reply_queue_url=reply, wait_time_seconds=1, **stack.client_options()
+    )
+    with anyio.fail_after(30):
+        async with Client(transport, message_handler=on_message) as client:
+            await sqs.delete_queue(QueueUrl=reply)
+            with pytest.raises(MCPError, match="Connection closed"):
+                await client.call_tool("count_slowly", {"steps": 20, "delay_s": 0.2})
+    assert any("cannot read reply queue" in str(error) for error in errors), errors

@@ -14,6 +14,7 @@ ends the read stream with the error, so waiting calls fail instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections import OrderedDict
@@ -136,8 +137,9 @@ class _Connection:
     def start(self, tg: TaskGroup) -> TransportStreams:
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](32)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](32)
+        self._read_send = read_send
         tg.start_soon(self._read_replies, read_send)
-        tg.start_soon(self._write_requests, write_recv, read_send.clone())
+        tg.start_soon(self._write_requests, write_recv)
         return read_recv, write_send
 
     async def _read_replies(self, read_send: MemoryObjectSendStream[SessionMessage | Exception]) -> None:
@@ -195,24 +197,15 @@ class _Connection:
         for failure in result.get("Failed", []):
             logger.warning("could not delete a reply: %s", failure.get("Message"))
 
-    async def _write_requests(
-        self,
-        write_recv: MemoryObjectReceiveStream[SessionMessage],
-        read_send: MemoryObjectSendStream[SessionMessage | Exception],
-    ) -> None:
+    async def _write_requests(self, write_recv: MemoryObjectReceiveStream[SessionMessage]) -> None:
         """Publish each outgoing message; a request that cannot be sent is answered locally."""
         limiter = anyio.Semaphore(_PUBLISH_CONCURRENCY)
-        async with write_recv, read_send, anyio.create_task_group() as tg:
+        async with write_recv, anyio.create_task_group() as tg:
             async for session_message in write_recv:
                 await limiter.acquire()
-                tg.start_soon(self._publish_one, session_message, read_send, limiter)
+                tg.start_soon(self._publish_one, session_message, limiter)
 
-    async def _publish_one(
-        self,
-        session_message: SessionMessage,
-        read_send: MemoryObjectSendStream[SessionMessage | Exception],
-        limiter: anyio.Semaphore,
-    ) -> None:
+    async def _publish_one(self, session_message: SessionMessage, limiter: anyio.Semaphore) -> None:
         message = session_message.message
         try:
             if isinstance(message, JSONRPCRequest):
@@ -229,18 +222,25 @@ class _Connection:
             await self._send(wire.body, wire.attributes)
         except Exception as exc:
             logger.warning("could not send %s: %s", getattr(message, "method", "message"), exc)
-            with anyio.move_on_after(1):
-                if isinstance(message, JSONRPCRequest):
-                    error = ErrorData(
-                        code=INTERNAL_ERROR, message=f"dMCP transport could not send the request: {exc}"
-                    )
-                    await read_send.send(
-                        SessionMessage(JSONRPCError(jsonrpc="2.0", id=message.id, error=error))
-                    )
-                else:
-                    await read_send.send(exc)
+            if isinstance(message, JSONRPCRequest):
+                error = ErrorData(
+                    code=INTERNAL_ERROR, message=f"dMCP transport could not send the request: {exc}"
+                )
+                await self._tell_session(
+                    SessionMessage(JSONRPCError(jsonrpc="2.0", id=message.id, error=error))
+                )
+            else:
+                await self._tell_session(exc)
         finally:
             limiter.release()
+
+    async def _tell_session(self, item: SessionMessage | Exception) -> None:
+        """Hand the session something the transport made up (best effort: it may be gone)."""
+        with (
+            anyio.move_on_after(1),
+            contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError),
+        ):
+            await self._read_send.send(item)
 
     async def _send(self, body: str, attributes: dict[str, str]) -> None:
         if isinstance(self.target, TopicTarget):

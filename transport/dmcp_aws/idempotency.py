@@ -50,7 +50,7 @@ class RequestLedger:
             return None
         except IdempotencyItemAlreadyExistsError as exists:
             record = exists.old_data_record or await anyio.to_thread.run_sync(self.store.get_record, key)
-        if record.status == STATUS_CONSTANTS["COMPLETED"]:
+        if record is not None and record.status == STATUS_CONSTANTS["COMPLETED"]:
             return record.response_json_as_dict()
         raise RequestInProgress(f"request {key.get('id')!r} of connection {key.get('conn')} is being served")
 
