@@ -133,3 +133,22 @@ async def test_a_deleted_reply_queue_fails_waiting_calls_instead_of_hanging(stac
             with pytest.raises(MCPError, match="Connection closed"):
                 await client.call_tool("count_slowly", {"steps": 20, "delay_s": 0.2})
     assert any("cannot read reply queue" in str(error) for error in errors), errors
+
+
+async def test_fifo_reply_queue_keeps_progress_and_result_in_order(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    name = f"{stack.reply_prefix}ordered.fifo"
+    reply = (await sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"}))["QueueUrl"]
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    transport = sqs_client_transport(
+        stack.topic_target("example"), reply_queue_url=reply, **stack.client_options()
+    )
+    async with Client(transport, read_timeout_seconds=30) as client:
+        result = await client.call_tool(
+            "count_slowly", {"steps": 6, "delay_s": 0}, progress_callback=on_progress
+        )
+    assert result.content[0].text == "counted to 6"  # type: ignore[union-attr]
+    assert seen == [1, 2, 3, 4, 5, 6], "every progress notification, in order, before the result"

@@ -114,3 +114,31 @@ async def test_a_worker_dying_mid_batch_loses_no_request(stack: RunningStack, sq
             tg.cancel_scope.cancel()
     assert result.content[0].text == "survived"  # type: ignore[union-attr]
     assert len(invocations) >= 2, "the request was redelivered after the crash"
+
+
+async def test_an_invocation_over_the_function_timeout_fails_its_batch(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    url, arn, _ = await _queue_with_dlq(sqs, visibility_s=2)
+    calls: list[str] = []
+
+    def slow_the_first_time(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event["Records"][0]["attributes"]["ApproximateReceiveCount"])
+        if len(calls) == 1:
+            time.sleep(2.5)  # over the 1 s timeout: Lambda would stop it here
+        return {"batchItemFailures": []}
+
+    await sqs.send_message(QueueUrl=url, MessageBody="slow")
+    mapping = EventSourceMapping(
+        sqs,
+        slow_the_first_time,
+        MappingSettings("slow", url, arn, timeout_s=1, max_concurrency=2),
+        wait_time_seconds=1,
+    )
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            await tg.start(mapping.run)
+            while len(calls) < 2:
+                await anyio.sleep(0.1)
+            tg.cancel_scope.cancel()
+    assert calls[:2] == ["1", "2"], "the timed-out batch was not deleted, so SQS delivered it again"

@@ -4,7 +4,8 @@ It long-polls a request queue up to the batch size (within the batching window),
 real Lambda handler with a Lambda-shaped event, deletes the records that did not fail and
 leaves the failures for redelivery after the visibility timeout. Each of its `max_concurrency`
 poll loops owns one "container" thread that keeps its event loop between invocations, as a warm
-Lambda execution environment does. Pointed at real SQS it is the long-running worker for
+Lambda execution environment does; an invocation that overruns the function timeout fails its
+batch and its container is replaced. Pointed at real SQS it is the long-running worker for
 containers.
 """
 
@@ -63,14 +64,11 @@ class EventSourceMapping:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the poll loops; in-flight batches finish before a cancellation takes effect."""
-        containers = [
-            ThreadPoolExecutor(1, f"{self.settings.function_name}-{i}")
-            for i in range(self.settings.max_concurrency)
-        ]
+        containers = [self._new_container(i) for i in range(self.settings.max_concurrency)]
         try:
             async with anyio.create_task_group() as tg:
-                for container in containers:
-                    tg.start_soon(self._poll, container)
+                for slot in range(len(containers)):
+                    tg.start_soon(self._poll, containers, slot)
                 task_status.started()
         finally:
             with anyio.CancelScope(shield=True):
@@ -78,7 +76,10 @@ class EventSourceMapping:
                     await asyncio.get_running_loop().run_in_executor(container, self._retire_container)
                     container.shutdown(wait=True)
 
-    async def _poll(self, container: ThreadPoolExecutor) -> None:
+    def _new_container(self, slot: int) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(1, f"{self.settings.function_name}-{slot}")
+
+    async def _poll(self, containers: list[ThreadPoolExecutor], slot: int) -> None:
         while True:
             try:
                 messages = await self._receive_batch()
@@ -88,7 +89,11 @@ class EventSourceMapping:
                 continue
             if messages:
                 with anyio.CancelScope(shield=True):
-                    await self._invoke(container, messages)
+                    finished = await self._invoke(containers[slot], messages)
+                if not finished:
+                    # Lambda throws away an environment whose invocation timed out; so do we.
+                    containers[slot].shutdown(wait=False)
+                    containers[slot] = self._new_container(slot)
 
     async def _receive_batch(self) -> list[dict[str, Any]]:
         """Long-poll until at least one message, then fill up to the batch size within the window."""
@@ -116,25 +121,33 @@ class EventSourceMapping:
                 break
         return messages
 
-    async def _invoke(self, container: ThreadPoolExecutor, messages: list[dict[str, Any]]) -> None:
+    async def _invoke(self, container: ThreadPoolExecutor, messages: list[dict[str, Any]]) -> bool:
+        """Run one invocation; False if it overran the function timeout."""
         settings = self.settings
         event = lambda_event(messages, settings.queue_arn, settings.region)
         context = LocalLambdaContext(
             settings.function_name, settings.memory_mb, settings.timeout_s, settings.region, settings.account
         )
         self.invocations += 1
+        invocation = asyncio.get_running_loop().run_in_executor(container, self.handler, event, context)
         try:
-            response = await asyncio.get_running_loop().run_in_executor(
-                container, self.handler, event, context
+            response = await asyncio.wait_for(asyncio.shield(invocation), settings.timeout_s)
+        except TimeoutError:
+            logger.error(
+                "%s timed out after %s s; the batch will be retried",
+                settings.function_name,
+                settings.timeout_s,
             )
+            return False
         except Exception:
             logger.exception("%s failed; the whole batch will be retried", settings.function_name)
-            return
+            return True
         failed = failed_message_ids(response, event)
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
             await self.sqs.delete_message_batch(QueueUrl=settings.queue_url, Entries=entries)
+        return True
 
     def _retire_container(self) -> None:
         """In the container thread: release what the handler keeps per event loop, close the loop."""
