@@ -3,14 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+NODE_INSTALLED := node_modules/.installed
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_VERSION_CHECK := 1
 LINTED := transport functions infra tests app.py benchmarks
 
-.PHONY: demo dev test lint unit e2e bench clean
+.PHONY: demo dev test lint unit e2e infra synth bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_INSTALLED): package.json package-lock.json  # the pinned CDK CLI (cdk, cdklocal)
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: $(INSTALLED)  ## one shot on the embedded local stack: start, exercise every feature, exit
@@ -24,7 +31,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check $(wildcard $(LINTED))
 	$(BIN)/mypy
 
-test: lint  ## lint, type-check and every test layer
+test: lint $(NODE_INSTALLED)  ## lint, type-check and every test layer
 	$(BIN)/pytest
 
 unit: $(INSTALLED)
@@ -33,8 +40,14 @@ unit: $(INSTALLED)
 e2e: $(INSTALLED)
 	$(BIN)/pytest tests/e2e
 
+infra: $(INSTALLED) $(NODE_INSTALLED)
+	$(BIN)/pytest tests/infra
+
+synth: $(INSTALLED) $(NODE_INSTALLED)  ## cdk synth with the pinned CLI, from the project venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth
+
 bench: $(INSTALLED)  ## round-trip benchmark against the raw-SQS floor, on the embedded stack
 	$(BIN)/python benchmarks/roundtrip.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules cdk.out .build .mypy_cache .pytest_cache .ruff_cache

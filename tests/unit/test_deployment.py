@@ -54,6 +54,15 @@ def test_topology_per_server_and_catch_all() -> None:
             "max_concurrency: Input should be greater than or equal to 2",
         ),
         ({"servers": [{"name": "a", "colour": "red"}]}, "servers.0.colour: Extra inputs are not permitted"),
+        (
+            {"servers": [{"name": "a", "batch_size": 50}]},
+            "batch_size above 10 needs a batching_window_s above 0",
+        ),
+        (
+            {"servers": [{"name": "a"}], "clients": [{"name": "conn-x", "principal": "account"}]},
+            "client names starting with 'conn-' are reserved",
+        ),
+        ({"servers": [{"name": "a"}], "clients": [{"name": "b", "principal": "*"}]}, "clients.0.principal"),
     ],
 )
 def test_invalid_descriptions_say_what_is_wrong(data: dict, problem: str) -> None:

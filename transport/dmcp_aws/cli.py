@@ -169,7 +169,7 @@ def client_settings(stack: RunningStack) -> dict[str, str]:
     return {
         "DMCP_ENDPOINT_URL": stack.endpoint_url,
         "DMCP_TOPIC_ARN": stack.topic_arn,
-        "DMCP_REPLY_PREFIX": stack.reply_prefix,
+        "DMCP_REPLY_PREFIX": stack.deployment.connection_queue_prefix,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": stack.region,

@@ -17,6 +17,10 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+CONNECTION_QUEUE_PREFIX: Final = "conn-"
+"""Per-connection reply queues are named `<reply prefix>conn-<id>`: clients may create and delete
+those, which can never be another client's provisioned queue `<reply prefix><client name>`."""
+
 UNROUTED: Final = "unrouted"
 """Reserved server name of the catch-all that answers requests for servers nobody serves."""
 
@@ -47,6 +51,12 @@ class ServerSpec(_Strict):
     """Most concurrent worker invocations the queue may drive (Lambda's floor is 2)."""
     max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
     """Deliveries before a message that keeps failing moves to the dead-letter queue."""
+
+    @model_validator(mode="after")
+    def _batching(self) -> ServerSpec:
+        if self.batch_size > 10 and self.batching_window_s == 0:
+            raise ValueError("batch_size above 10 needs a batching_window_s above 0 (a Lambda rule)")
+        return self
 
 
 class ClientSpec(_Strict):
@@ -82,12 +92,21 @@ class Deployment(_Strict):
                 raise ValueError(f"{kind} names must be unique; repeated: {', '.join(duplicates)}")
         if any(s.name == UNROUTED for s in self.servers):
             raise ValueError(f"server name {UNROUTED!r} is reserved for the catch-all")
+        if reserved := [c.name for c in self.clients if c.name.startswith(CONNECTION_QUEUE_PREFIX)]:
+            raise ValueError(
+                f"client names starting with {CONNECTION_QUEUE_PREFIX!r} are reserved: {reserved}"
+            )
         return self
 
     @property
     def reply_prefix(self) -> str:
         """Every reply queue's name starts with this; workers may send nowhere else."""
         return self.reply_queue_prefix or f"{self.name}-reply-"
+
+    @property
+    def connection_queue_prefix(self) -> str:
+        """The prefix clients create their per-connection reply queues under."""
+        return f"{self.reply_prefix}{CONNECTION_QUEUE_PREFIX}"
 
     def server(self, name: str) -> ServerSpec:
         for spec in self.servers:

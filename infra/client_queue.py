@@ -1,0 +1,103 @@
+"""A provisioned client: its reply queue under the reply prefix and what its principal may do.
+
+The principal may publish to the request topic and receive, delete and read attributes of its
+own reply queue (resource policies, so they work across accounts). An identity policy with the
+same rights, plus managing per-connection reply queues (`<prefix>conn-*`), is created for the
+client's roles or users to attach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from dmcp_aws.deployment import ClientSpec, QueueSpec
+from infra.grants import (
+    CONNECTION_QUEUE_ACTIONS,
+    CONNECTION_QUEUE_PREFIX,
+    client_reader_statement,
+    connection_queues_arn,
+)
+from infra.nag import acknowledge, nag_arn
+from infra.principals import client_principal
+from infra.request_bus import RequestBus
+
+REPLY_RETENTION = Duration.hours(1)
+"""Replies are read within a request's lifetime; an unread one is stale after an hour."""
+
+
+@dataclass(frozen=True)
+class ClientQueueProps:
+    client: ClientSpec
+    queue: QueueSpec
+    bus: RequestBus
+    reply_prefix: str
+
+
+class ClientQueue(Construct):
+    """The reply queue of one provisioned client, and its grants."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ClientQueueProps) -> None:
+        super().__init__(scope, construct_id)
+        if not props.queue.name.startswith(props.reply_prefix):
+            raise ValueError(
+                f"reply queue {props.queue.name} is not under the reply prefix {props.reply_prefix}"
+            )
+        self.principal = client_principal(props.client.principal)
+        self.queue = sqs.Queue(
+            self,
+            "ReplyQueue",
+            queue_name=props.queue.name,
+            fifo=props.queue.fifo or None,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=REPLY_RETENTION,
+            visibility_timeout=Duration.seconds(props.queue.visibility_timeout_s),
+        )
+        self.queue.add_to_resource_policy(client_reader_statement(self.principal, self.queue))
+        props.bus.allow_publish(self.principal, sid=f"ClientPublishes{_pascal(props.client.name)}")
+        self.policy = self._identity_policy(props)
+        acknowledge(
+            self.queue,
+            "AwsSolutions-SQS3",
+            None,
+            "A reply queue is read only by its own client, which deletes every message it receives; "
+            "a reply it "
+            "cannot use is dropped by design, so a dead-letter queue would only collect stale replies.",
+        )
+
+    def _identity_policy(self, props: ClientQueueProps) -> iam.ManagedPolicy:
+        policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            description=f"dMCP client {props.client.name}: publish requests, read its replies",
+            statements=[
+                iam.PolicyStatement(
+                    sid="PublishRequests", actions=["sns:Publish"], resources=[props.bus.topic.topic_arn]
+                ),
+                client_reader_statement(None, self.queue),
+                iam.PolicyStatement(
+                    sid="PerConnectionReplyQueues",
+                    actions=list(CONNECTION_QUEUE_ACTIONS),
+                    resources=[connection_queues_arn(self, props.reply_prefix)],
+                ),
+            ],
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5",
+            f"Resource::{nag_arn(policy, props.reply_prefix + CONNECTION_QUEUE_PREFIX + '*')}",
+            "A client creates one reply queue per connection, named with a random id under the "
+            "reply prefix's "
+            "connection sub-prefix, so the names cannot be listed in advance; the pattern excludes every "
+            "provisioned reply queue.",
+        )
+        return policy
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("-"))

@@ -1,0 +1,39 @@
+"""Where the CDK app finds its deployment description: `cdk.json` context `dmcp:deployment`.
+
+$ cdk synth                                   # dmcp.json, as cdk.json says
+$ cdk synth -c dmcp:deployment=staging.json   # another description
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from constructs import Node
+
+from dmcp_aws.deployment import Deployment, topology
+
+DEPLOYMENT_CONTEXT: Final = "dmcp:deployment"
+STACK_NAME_CONTEXT: Final = "dmcp:stack-name"
+DEFAULT_FILE: Final = "dmcp.json"
+
+
+def deployment_path(node: Node, repo_root: Path) -> Path:
+    """The deployment file named by the context (relative paths are from the repository root)."""
+    path = Path(str(node.try_get_context(DEPLOYMENT_CONTEXT) or DEFAULT_FILE))
+    return path if path.is_absolute() else repo_root / path
+
+
+def load_deployment(node: Node, repo_root: Path) -> Deployment:
+    """Load and validate the deployment; raises `DeploymentError` listing every problem."""
+    return Deployment.load(deployment_path(node, repo_root))
+
+
+def stack_name(node: Node, deployment: Deployment) -> str:
+    """The stack's name: context `dmcp:stack-name`, else the deployment's name."""
+    return str(node.try_get_context(STACK_NAME_CONTEXT) or deployment.name)
+
+
+def handlers(deployment: Deployment) -> tuple[str, ...]:
+    """Every handler the deployment's functions run (the asset's entry points)."""
+    return tuple(sorted({w.handler for w in topology(deployment).workers}))

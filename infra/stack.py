@@ -1,0 +1,101 @@
+"""The dMCP stack: composes the constructs from the deployment's topology, and its outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from dmcp_aws.deployed import Output
+from dmcp_aws.deployment import UNROUTED, Deployment, QueueSpec, topology
+from infra.catch_all import UnroutedRequests
+from infra.client_queue import ClientQueue, ClientQueueProps
+from infra.idempotency_ledger import IdempotencyLedger, IdempotencyLedgerProps
+from infra.request_bus import RequestBus, RequestBusProps
+from infra.server_worker import ServerWorker, ServerWorkerProps
+
+
+@dataclass(frozen=True)
+class DmcpStackProps:
+    """The deployment description and the workers' code asset (see `infra.bundling.lambda_code`)."""
+
+    deployment: Deployment
+    code: lambda_.Code
+
+
+class DmcpStack(Stack):
+    """Request bus, one worker per server, the catch-all, one reply queue per provisioned client."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: DmcpStackProps, **kwargs: Any) -> None:
+        super().__init__(
+            scope, construct_id, description=f"dMCP on AWS: deployment {props.deployment.name}", **kwargs
+        )
+        deployment, shape = props.deployment, topology(props.deployment)
+        queues: dict[str, QueueSpec] = {q.name: q for q in shape.queues}
+        self.bus = RequestBus(self, "RequestBus", props=RequestBusProps(topic_name=shape.topic))
+        self.ledger = (
+            IdempotencyLedger(
+                self, "Idempotency", props=IdempotencyLedgerProps(table_name=shape.idempotency_table)
+            )
+            if shape.idempotency_table
+            else None
+        )
+
+        self.workers: dict[str, ServerWorker] = {}
+        for worker in shape.workers:
+            subscription = next(s for s in shape.subscriptions if s.queue == worker.request_queue)
+            worker_props = ServerWorkerProps(
+                worker=worker,
+                request_queue=queues[worker.request_queue],
+                dead_letter_queue=queues[worker.dead_letter_queue],
+                filter_policy=subscription.filter_policy,
+                topic=self.bus.topic,
+                reply_prefix=shape.reply_prefix,
+                code=props.code,
+                function_name=f"{deployment.name}-{worker.server}",
+                ledger=self.ledger,
+            )
+            kind = UnroutedRequests if worker.server == UNROUTED else ServerWorker
+            self.workers[worker.server] = kind(self, f"Server-{worker.server}", props=worker_props)
+
+        self.clients: dict[str, ClientQueue] = {}
+        for client in deployment.clients:
+            queue = queues[f"{shape.reply_prefix}{client.name}{'.fifo' if client.fifo else ''}"]
+            self.clients[client.name] = ClientQueue(
+                self,
+                f"Client-{client.name}",
+                props=ClientQueueProps(
+                    client=client, queue=queue, bus=self.bus, reply_prefix=shape.reply_prefix
+                ),
+            )
+        self._outputs(shape.reply_prefix)
+
+    def _outputs(self, reply_prefix: str) -> None:
+        def output(key: str, value: str, description: str) -> None:
+            CfnOutput(self, key, value=value, description=description)
+
+        output(Output.TOPIC_ARN, self.bus.topic.topic_arn, "Request topic: clients publish requests here")
+        output(Output.REPLY_PREFIX, reply_prefix, "Every reply queue's name starts with this")
+        output(
+            Output.REQUEST_QUEUE_URLS,
+            self.to_json_string({n: w.request_queue.queue_url for n, w in self.workers.items()}),
+            "JSON: server name -> request queue URL",
+        )
+        output(
+            Output.DEAD_LETTER_QUEUE_URLS,
+            self.to_json_string({n: w.dead_letter_queue.queue_url for n, w in self.workers.items()}),
+            "JSON: server name -> dead-letter queue URL",
+        )
+        output(
+            Output.REPLY_QUEUE_URLS,
+            self.to_json_string({n: c.queue.queue_url for n, c in self.clients.items()}),
+            "JSON: provisioned client name -> reply queue URL",
+        )
+        output(
+            Output.CLIENT_POLICY_ARNS,
+            self.to_json_string({n: c.policy.managed_policy_arn for n, c in self.clients.items()}),
+            "JSON: provisioned client name -> managed policy for its roles or users to attach",
+        )

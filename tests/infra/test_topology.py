@@ -1,0 +1,107 @@
+"""The embedded local stack and the CDK stack, built from the same description, agree:
+the same queues (DLQs, redrive counts, visibility, FIFO, encryption), the same subscriptions
+(filter policies, raw delivery) and the same topic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_cdk.assertions import Template
+
+from dmcp_aws.deployment import Deployment
+from dmcp_aws.local.stack import embedded_stack
+from tests.infra.conftest import ROOT, SAMPLE, build_stack
+
+pytestmark = pytest.mark.anyio
+
+Shape = dict[str, Any]
+
+
+def cdk_shape(template: Template) -> Shape:
+    queues = template.find_resources("AWS::SQS::Queue")
+    names = {logical_id: q["Properties"]["QueueName"] for logical_id, q in queues.items()}
+    shape: Shape = {"topic": None, "queues": {}, "subscriptions": {}, "tables": {}}
+    for table in template.find_resources("AWS::DynamoDB::Table").values():
+        properties = table["Properties"]
+        shape["tables"][properties["TableName"]] = {
+            "key": properties["KeySchema"],
+            "billing": properties["BillingMode"],
+            "ttl": properties["TimeToLiveSpecification"]["AttributeName"],
+            "encrypted": properties["SSESpecification"]["SSEEnabled"],
+        }
+    (topic,) = template.find_resources("AWS::SNS::Topic").values()
+    shape["topic"] = topic["Properties"]["TopicName"]
+    for logical_id, queue in queues.items():
+        properties = queue["Properties"]
+        redrive = properties.get("RedrivePolicy")
+        shape["queues"][names[logical_id]] = {
+            "visibility": properties.get("VisibilityTimeout", 30),
+            "dlq": names[redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]] if redrive else None,
+            "max_receive_count": redrive["maxReceiveCount"] if redrive else None,
+            "fifo": properties.get("FifoQueue", False),
+            "encrypted": properties.get("SqsManagedSseEnabled", False),
+        }
+    for subscription in template.find_resources("AWS::SNS::Subscription").values():
+        properties = subscription["Properties"]
+        queue = names[properties["Endpoint"]["Fn::GetAtt"][0]]
+        shape["subscriptions"][queue] = {
+            "filter": properties["FilterPolicy"],
+            "raw": properties["RawMessageDelivery"],
+        }
+    return shape
+
+
+def local_shape(endpoint: str) -> Shape:
+    options = {"endpoint_url": endpoint, "region_name": "us-east-1",
+               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
+    sqs, sns = boto3.client("sqs", **options), boto3.client("sns", **options)
+    dynamodb = boto3.client("dynamodb", **options)
+    shape: Shape = {"topic": None, "queues": {}, "subscriptions": {}, "tables": {}}
+    for name in dynamodb.list_tables()["TableNames"]:
+        table = dynamodb.describe_table(TableName=name)["Table"]
+        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        shape["tables"][name] = {
+            "key": table["KeySchema"],
+            "billing": table["BillingModeSummary"]["BillingMode"],
+            "ttl": ttl["AttributeName"] if ttl["TimeToLiveStatus"] == "ENABLED" else None,
+            "encrypted": table.get("SSEDescription", {}).get("Status") == "ENABLED",
+        }
+    (topic_arn,) = [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+    shape["topic"] = topic_arn.rsplit(":", 1)[1]
+    for url in sqs.list_queues()["QueueUrls"]:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attributes["RedrivePolicy"]) if "RedrivePolicy" in attributes else None
+        shape["queues"][url.rsplit("/", 1)[1]] = {
+            "visibility": int(attributes["VisibilityTimeout"]),
+            "dlq": redrive["deadLetterTargetArn"].rsplit(":", 1)[1] if redrive else None,
+            "max_receive_count": int(redrive["maxReceiveCount"]) if redrive else None,
+            "fifo": attributes.get("FifoQueue") == "true",
+            "encrypted": attributes.get("SqsManagedSseEnabled") == "true",
+        }
+    for subscription in sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]:
+        attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])[
+            "Attributes"
+        ]
+        shape["subscriptions"][subscription["Endpoint"].rsplit(":", 1)[1]] = {
+            "filter": json.loads(attributes["FilterPolicy"]),
+            "raw": attributes["RawMessageDelivery"] == "true",
+        }
+    return shape
+
+
+@pytest.mark.parametrize(
+    "deployment",
+    [SAMPLE, SAMPLE.model_copy(update={"idempotency": False}), Deployment.load(ROOT / "dmcp.json")],
+    ids=["sample", "no-ledger", "dmcp.json"],
+)
+async def test_local_and_cdk_stacks_agree(deployment: Deployment) -> None:
+    expected = cdk_shape(Template.from_stack(build_stack(deployment)))
+    async with embedded_stack(deployment, code_root=Path(ROOT), workers=False) as running:
+        actual = local_shape(running.endpoint_url)
+    assert actual == expected
+    assert len(expected["queues"]) == 2 * (len(deployment.servers) + 1) + len(deployment.clients)
+    assert len(expected["tables"]) == int(deployment.idempotency)
