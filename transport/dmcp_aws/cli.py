@@ -176,6 +176,77 @@ def client_settings(stack: RunningStack) -> dict[str, str]:
     }
 
 
-def main() -> None:  # pragma: no cover - console script entry
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+StackOption = Annotated[
+    str | None,
+    typer.Option(
+        "--stack", help="A deployed stack's name; default: the `dmcp dev` settings in the environment."
+    ),
+]
+EndpointOption = Annotated[str | None, typer.Option("--endpoint-url", help="AWS endpoint (LocalStack).")]
+ClientOption = Annotated[
+    str | None, typer.Option("--client", help="Use this provisioned client's reply queue.")
+]
+
+
+def _transport_options(
+    stack: str | None, endpoint_url: str | None, client: str | None, server: str
+) -> tuple[Any, dict[str, Any]]:
+    """Target and transport options for a deployed stack, or for `dmcp dev` (from the environment)."""
+    from dmcp_aws.client import TopicTarget
+    from dmcp_aws.deployed import StackNotFound, resolve_stack_sync
+
+    if stack is not None:
+        try:
+            deployed = resolve_stack_sync(stack, endpoint_url=endpoint_url)
+            return deployed.topic_target(server), deployed.client_options(client)
+        except (StackNotFound, KeyError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    missing = [name for name in ("DMCP_TOPIC_ARN", "DMCP_REPLY_PREFIX") if not os.environ.get(name)]
+    if missing:
+        console.print(
+            f"[red]{', '.join(missing)} not set: pass --stack NAME, or source the file `dmcp dev` wrote[/red]"
+        )
+        raise typer.Exit(2)
+    options = {
+        "reply_prefix": os.environ["DMCP_REPLY_PREFIX"],
+        "endpoint_url": endpoint_url or os.environ.get("DMCP_ENDPOINT_URL"),
+    }
+    return TopicTarget(os.environ["DMCP_TOPIC_ARN"], server), options
+
+
+@app.command()
+def call(
+    tool: Annotated[str, typer.Argument(help="The tool to call.")],
+    arguments: Annotated[str, typer.Option("--json", help="The tool's arguments as a JSON object.")] = "{}",
+    server: ServerOption = "example",
+    stack: StackOption = None,
+    endpoint_url: EndpointOption = None,
+    client: ClientOption = None,
+) -> None:
+    """Call one tool over SNS/SQS and print its result."""
+    import json
+
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError as exc:
+        console.print(f"[red]--json is not valid JSON: {exc}[/red]")
+        raise typer.Exit(2) from None
+    target, options = _transport_options(stack, endpoint_url, client, server)
+    result = anyio.run(_call, target, options, tool, parsed)
+    console.print_json(
+        json.dumps(
+            result.structured_content if result.structured_content is not None else _text(result.content)
+        )
+    )
+    if result.is_error:
+        raise typer.Exit(1)
+
+
+async def _call(target: Any, options: dict[str, Any], tool: str, arguments: dict[str, Any]) -> Any:
+    from mcp import Client
+
+    from dmcp_aws.client import sqs_client_transport
+
+    async with Client(sqs_client_transport(target, **options)) as session:
+        return await session.call_tool(tool, arguments)

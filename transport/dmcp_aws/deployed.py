@@ -21,9 +21,6 @@ from typing import Any, Final
 from dmcp_aws.client import QueueTarget, TopicTarget
 from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX
 
-"""Sub-prefix (after the reply prefix) of the reply queues a client creates per connection: IAM
-lets clients create and delete `<reply prefix>conn-*` without touching provisioned reply queues."""
-
 
 class Output:
     """The stack output keys (the CDK stack writes them; `DeployedStack.from_outputs` reads them)."""
