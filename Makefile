@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 LINTED := transport functions infra tests app.py benchmarks
 
-.PHONY: demo dev test lint unit e2e infra synth bench clean
+.PHONY: demo dev test lint unit e2e infra test-localstack synth bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ e2e: $(INSTALLED)
 
 infra: $(INSTALLED) $(NODE_INSTALLED)
 	$(BIN)/pytest tests/infra
+
+test-localstack: $(INSTALLED) $(NODE_INSTALLED)  ## the LocalStack layer alone: host-mode LocalStack, cdklocal deploy, end to end
+	$(BIN)/pytest -m localstack tests/localstack
 
 synth: $(INSTALLED) $(NODE_INSTALLED)  ## cdk synth with the pinned CLI, from the project venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth

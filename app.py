@@ -16,7 +16,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "transport")]  # a fresh clone works befor
 
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
-from infra.bundling import BundleSpec, LambdaBundle, lambda_code  # noqa: E402
+from infra.bundling import BundleSpec, LambdaBundle, lambda_code, wheel_platform  # noqa: E402
 from infra.config import handlers, load_deployment, stack_name  # noqa: E402
 from infra.stack import DmcpStack, DmcpStackProps  # noqa: E402
 
@@ -29,7 +29,8 @@ def main() -> None:
         deployment = load_deployment(app.node, ROOT)
     except DeploymentError as exc:
         sys.exit(f"error: {exc}")
-    code = lambda_code(LambdaBundle(BundleSpec(repo_root=ROOT, handlers=handlers(deployment))))
+    spec = BundleSpec(repo_root=ROOT, handlers=handlers(deployment), platform=wheel_platform(deployment))
+    code = lambda_code(LambdaBundle(spec))
     env = cdk.Environment(
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
     )

@@ -31,6 +31,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from dmcp_aws.deployment import Deployment
+
 BUNDLER_VERSION: Final = "2"
 """Bumped whenever the way a bundle is made changes, so cached bundles are rebuilt."""
 
@@ -62,6 +64,13 @@ _PROBE_ENV: Final = {
     "POWERTOOLS_LOG_LEVEL": "CRITICAL",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
+
+
+def wheel_platform(deployment: Deployment) -> str:
+    """The manylinux wheel tag for the deployment's function architecture."""
+    return {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}[
+        deployment.lambda_architecture
+    ]
 
 
 class BundlingError(RuntimeError):

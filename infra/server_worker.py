@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -26,6 +26,9 @@ RUNTIME = lambda_.Runtime.PYTHON_3_13
 """Must match `BundleSpec.python_version`, the Python the asset's wheels and bytecode are built for."""
 
 
+ARCHITECTURES: Final = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
+
+
 @dataclass(frozen=True)
 class ServerWorkerProps:
     """A worker of the topology, with the queues and subscription it owns."""
@@ -38,6 +41,8 @@ class ServerWorkerProps:
     reply_prefix: str
     code: lambda_.Code
     function_name: str
+    architecture: str = "arm64"
+    """`arm64` or `x86_64`: must match the platform the code asset was bundled for."""
     ledger: IdempotencyLedger | None = None
     """The request ledger (idempotency); None when the deployment switches it off."""
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
@@ -130,7 +135,7 @@ class ServerWorker(Construct):
             function_name=props.function_name,
             description=f"dMCP worker for MCP server {props.worker.server!r}",
             runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            architecture=ARCHITECTURES[props.architecture],
             handler=props.worker.handler,
             code=props.code,
             memory_size=spec.memory_mb,

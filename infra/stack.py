@@ -56,6 +56,7 @@ class DmcpStack(Stack):
                 reply_prefix=shape.reply_prefix,
                 code=props.code,
                 function_name=f"{deployment.name}-{worker.server}",
+                architecture=deployment.lambda_architecture,
                 ledger=self.ledger,
             )
             kind = UnroutedRequests if worker.server == UNROUTED else ServerWorker

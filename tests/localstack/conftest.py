@@ -2,7 +2,7 @@
 
 Tests here carry the `localstack` marker; `pytest -m "not localstack"` leaves them out. They
 need a Python 3.13 interpreter (the cached LocalStack venv is built on first use, ~1 minute) and
-are skipped where there is none.
+fail with a clear message where there is none.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ import pytest
 from dmcp_aws.localstack_host import HostLocalStack, host_localstack
 from dmcp_aws.localstack_host.runner import still_running
 from dmcp_aws.localstack_host.venv import VenvError, find_python
-from tests.localstack.support import ROLE, settled, wait_for, zip_of
+from tests.localstack.support import ROLE, TIMINGS, settled, wait_for, zip_of
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.section("LocalStack timings")
+        for line in TIMINGS:
+            terminalreporter.write_line(line)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,7 +35,7 @@ def localstack() -> Iterator[HostLocalStack]:
     try:
         find_python()
     except VenvError as exc:
-        pytest.skip(str(exc))
+        pytest.fail(f"the LocalStack layer needs Python 3.13: {exc}")
     with host_localstack(port=0) as stack:
         yield stack
     assert still_running(stack) == [], "LocalStack or function processes outlived the session"

@@ -11,6 +11,9 @@ from typing import Any
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 
+TIMINGS: list[str] = []
+"""Figures the LocalStack layer measured; printed in the terminal summary (see conftest)."""
+
 
 def zip_of(files: Mapping[str, str | bytes]) -> bytes:
     """A Lambda code zip from {path: source}."""

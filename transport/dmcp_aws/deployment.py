@@ -11,9 +11,10 @@ Both the CDK app (`infra/`) and the embedded local stack are built from it, thro
 from __future__ import annotations
 
 import json
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -80,6 +81,16 @@ class Deployment(_Strict):
     idempotency: bool = True
     """Keep a DynamoDB ledger of served requests so a redelivered request runs once. Switch it off
     where DynamoDB is not available (LocalStack offline); delivery is then at least once."""
+    architecture: Literal["arm64", "x86_64", "host"] = "arm64"
+    """The worker functions' CPU architecture; `host` is this machine's (for LocalStack in host
+    mode, which runs the functions' compiled dependencies natively)."""
+
+    @property
+    def lambda_architecture(self) -> Literal["arm64", "x86_64"]:
+        """`architecture` with `host` resolved to this machine's."""
+        if self.architecture != "host":
+            return self.architecture
+        return "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86_64"
 
     @model_validator(mode="after")
     def _unique_names(self) -> Deployment:
