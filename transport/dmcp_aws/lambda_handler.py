@@ -9,6 +9,9 @@ In `functions/<server>/handler.py`:
 Records are processed concurrently by powertools' `AsyncBatchProcessor`; the function returns
 the partial-batch response (`{"batchItemFailures": [...]}`), so only failed records are retried.
 Logs are structured JSON with each record's correlation ids (`dmcp_conn`, `jsonrpc_id`).
+Each invocation emits CloudWatch metrics (namespace `dMCP`, dimension `service`) in the embedded
+metric format: one count per record outcome (`Answered`, `AnsweredWithError`, `DeadLettered`,
+`ReplayedFromLedger`, `ClientNotification`) and `FailedRecords`, the records left for retry.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
     EventType,
@@ -26,7 +30,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 
+from dmcp_aws.outcomes import outcome_sink
 from dmcp_aws.worker import Worker, WorkerSettings
+
+METRICS_NAMESPACE = "dMCP"
 
 
 class LambdaHandler:
@@ -42,7 +49,8 @@ class LambdaHandler:
         self._settings = settings
         self._worker_class = worker_class
         self._worker: Worker | None = None
-        self.logger = Logger(service=f"dmcp-{server.name}")
+        self.service = f"dmcp-{server.name}"
+        self.logger = Logger(service=self.service)
         copy_config_to_registered_loggers(source_logger=self.logger, include={"dmcp_aws.worker"})
 
     @property
@@ -56,8 +64,15 @@ class LambdaHandler:
             self.logger.structure_logs(
                 append=True, function_request_id=getattr(context, "aws_request_id", None)
             )
+        metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=self.service)
         processor = AsyncBatchProcessor(event_type=EventType.SQS)
-        return async_process_partial_response(event, self.worker.handle_record, processor, context)
+        with outcome_sink(lambda outcome: metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)):
+            response = async_process_partial_response(event, self.worker.handle_record, processor, context)
+        metrics.add_metric(
+            name="FailedRecords", unit=MetricUnit.Count, value=len(response["batchItemFailures"])
+        )
+        metrics.flush_metrics()
+        return response
 
     async def aclose(self) -> None:
         """Release what the worker holds for the running event loop (used by local pollers)."""

@@ -41,6 +41,7 @@ from mcp_types import (
 
 from dmcp_aws.errors import MissingAttribute, PayloadTooLarge, UnsupportedWireVersion, WireError
 from dmcp_aws.idempotency import RequestInProgress, RequestLedger
+from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
 from dmcp_aws.serving import serve_request
 from dmcp_aws.wire import Attr, InboundMessage, decode, encode_reply, from_sqs_attributes, to_sqs_attributes
@@ -156,16 +157,17 @@ class Worker:
         log |= {"jsonrpc_id": inbound.request_id, "mcp_method": getattr(message, "method", None)}
         if isinstance(message, JSONRPCNotification):
             logger.info("client notification %s needs no answer", message.method, extra=log)
+            record_outcome(Outcome.CLIENT_NOTIFICATION)
         elif isinstance(message, JSONRPCRequest):
             try:
                 answer = await self._serve_once(resources, channel, message, attributes, lambda_context)
             except RequestInProgress:
                 await self._retry_soon(resources.sqs, raw)
                 raise
-            logger.info(
-                "answered %s", message.method, extra=log | {"error": isinstance(answer, JSONRPCError)}
-            )
+            failed = isinstance(answer, JSONRPCError)
+            logger.info("answered %s", message.method, extra=log | {"error": failed})
             await self._answer(channel, answer, raw)
+            record_outcome(Outcome.ANSWERED_WITH_ERROR if failed else Outcome.ANSWERED)
         else:
             problem = WireError("a client may send only requests and notifications")
             await self._dead_letter(resources.sqs, raw, problem)
@@ -210,6 +212,7 @@ class Worker:
             stored = await self._ledger.begin(key, claim_ms)
             if stored is not None:
                 logger.info("request %r was served already; sending its stored answer", request.id)
+                record_outcome(Outcome.REPLAYED)
                 return jsonrpc_message_adapter.validate_python(stored)
             answer = await self._serve(resources, channel, request, attributes)
             await self._ledger.complete(
@@ -299,6 +302,7 @@ class Worker:
         body = raw["body"] or "(empty)"
         await sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=to_sqs_attributes(kept))
         logger.warning("moved message %s to the dead-letter queue: %s", raw.get("messageId"), reason)
+        record_outcome(Outcome.DEAD_LETTERED)
 
     async def _dead_letter_url(self, sqs: Any, source_arn: str) -> str:
         """The DLQ named by the source queue's redrive policy (looked up once per queue)."""

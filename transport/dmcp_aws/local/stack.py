@@ -156,6 +156,7 @@ def lambda_environment(deployment: Deployment, endpoint: str, code_root: str | P
         "AWS_REGION": REGION,
         "LAMBDA_TASK_ROOT": root,
         "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
     }
     saved = {name: os.environ.get(name) for name in values}
