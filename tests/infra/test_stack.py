@@ -136,7 +136,8 @@ def test_subscriptions_filter_on_server_with_raw_delivery(template: Template, su
 
 def test_catch_all_answers_every_unserved_name(template: Template) -> None:
     template.has_resource_properties(
-        "AWS::SNS::Subscription", {"FilterPolicy": {"mcp.server": [{"anything-but": ["example", "search"]}]}}
+        "AWS::SNS::Subscription",
+        {"FilterPolicy": {"mcp.server": [{"exists": False}, {"anything-but": ["example", "search"]}]}},
     )
     function = _function(template, "acme-unrouted")
     assert function["Handler"] == CATCH_ALL_HANDLER

@@ -34,7 +34,9 @@ def test_topology_per_server_and_catch_all() -> None:
     assert queues["acme-reply-bot.fifo"].fifo
     policies = {s.queue: s.filter_policy for s in shape.subscriptions}
     assert policies["acme-search-requests"] == {"mcp.server": ["search"]}
-    assert policies["acme-unrouted-requests"] == {"mcp.server": [{"anything-but": ["search", "files"]}]}
+    assert policies["acme-unrouted-requests"] == {
+        "mcp.server": [{"exists": False}, {"anything-but": ["search", "files"]}]
+    }
     assert {w.server: w.handler for w in shape.workers}["unrouted"] == CATCH_ALL_HANDLER
 
 

@@ -43,7 +43,16 @@ def test_allowed_on_aws(url: str) -> None:
             "https://sqs.eu-west-1.amazonaws.com/123456789012/dmcp-reply-" + "a" * 80,
             "not a valid SQS queue name",
         ),
-        ("https://sqs.eu-west-1.amazonaws.com/123456789012/dmcp-reply-a b", "not a valid SQS queue name"),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/dmcp-reply-a b", "not an SQS queue URL"),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/dmcp-reply-a\n", "not an SQS queue URL"),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/dmcp-reply-a/", "not an SQS queue URL"),
+        ("https://sqs.eu-west-1.amazonaws.com/x/123456789012/dmcp-reply-a", "not an SQS queue URL"),
+        ("https://sqs.eu-west-1.amazonaws.com//123456789012/dmcp-reply-a", "not an SQS queue URL"),
+        (
+            "https://sqs.eu-west-1.amazonaws.com/queue/eu-west-1/123456789012/dmcp-reply-a",
+            "not an SQS endpoint",
+        ),
+        ("https://sqs.eu-west-1.amazonaws.com.evil.com/123456789012/dmcp-reply-a", "not an SQS endpoint"),
     ],
 )
 def test_forbidden_on_aws(url: str | None, why: str) -> None:

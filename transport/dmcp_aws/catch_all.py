@@ -7,17 +7,13 @@ this worker with `anything-but` the served names, and it replies with a JSON-RPC
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
 from mcp.server.lowlevel.server import Server
-from mcp_types import ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCRequest
+from mcp_types import METHOD_NOT_FOUND, ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCRequest
 
 from dmcp_aws.lambda_handler import LambdaHandler
 from dmcp_aws.wire import Attr
 from dmcp_aws.worker import ReplyChannel, Worker, _LoopResources
-
-UNKNOWN_SERVER: Final = -32601
-"""Answered with JSON-RPC's "method not found": no server here implements the request."""
 
 
 class CatchAllWorker(Worker):
@@ -36,7 +32,7 @@ class CatchAllWorker(Worker):
             if target
             else "the request names no server (mcp.server)"
         )
-        error = ErrorData(code=UNKNOWN_SERVER, message=message, data={"server": target})
+        error = ErrorData(code=METHOD_NOT_FOUND, message=message, data={"server": target})
         return JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
 
 

@@ -205,7 +205,8 @@ def topology(deployment: Deployment) -> Topology:
     table = f"{name}-idempotency" if deployment.idempotency else None
     result = Topology(topic=f"{name}-requests", reply_prefix=deployment.reply_prefix, idempotency_table=table)
     for spec, policy in [(s, {"mcp.server": [s.name]}) for s in deployment.servers] + [
-        (catch_all, {"mcp.server": [{"anything-but": served}]})
+        # `exists: false` first: SNS ORs the two, and moto stops at a failed `anything-but`.
+        (catch_all, {"mcp.server": [{"exists": False}, {"anything-but": served}]})
     ]:
         requests, dlq = f"{name}-{spec.name}-requests", f"{name}-{spec.name}-dlq"
         result.queues.append(QueueSpec(dlq, "dlq", visibility_timeout_s=30))

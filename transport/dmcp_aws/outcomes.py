@@ -20,6 +20,8 @@ class Outcome(StrEnum):
     ANSWERED_WITH_ERROR = "AnsweredWithError"
     REPLAYED = "ReplayedFromLedger"
     """A duplicate delivery answered with the stored answer, not run again."""
+    DUPLICATE_DROPPED = "DuplicateDropped"
+    """A duplicate delivery of a request another delivery is being served for (it answers)."""
     DEAD_LETTERED = "DeadLettered"
     CLIENT_NOTIFICATION = "ClientNotification"
 

@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 from dmcp_aws.errors import ForbiddenReplyAddress
 
-_QUEUE_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,80}$|^[A-Za-z0-9_-]{1,75}\.fifo$")
-_ACCOUNT: Final = re.compile(r"^\d{12}$")
+_QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
+_ACCOUNT: Final = re.compile(r"\d{12}")
 _AWS_HOSTS: Final = (
-    re.compile(r"^sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$"),
-    re.compile(r"^(?P<region>[a-z0-9-]+)\.queue\.amazonaws\.com(\.cn)?$"),
+    re.compile(r"sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?"),
+    re.compile(r"(?P<region>[a-z0-9-]+)\.queue\.amazonaws\.com(\.cn)?"),
 )
 
 
@@ -72,17 +72,20 @@ def validate_reply_to(url: str | None, rules: ReplyRules) -> ReplyAddress:
     """Check `dmcp.reply-to` against `rules`; raise `ForbiddenReplyAddress` saying why not."""
     if not url:
         raise ForbiddenReplyAddress("dmcp.reply-to is missing: the request names no reply queue")
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise ForbiddenReplyAddress(f"dmcp.reply-to is not an SQS queue URL: {url!r}")
     parts = urlsplit(url)
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) < 2 or parts.query or parts.fragment:
+    segments = parts.path.split("/")[1:]
+    localstack_path = len(segments) == 4 and segments[0] == "queue"
+    if (len(segments) != 2 and not localstack_path) or "" in segments or parts.query or parts.fragment:
         raise ForbiddenReplyAddress(f"dmcp.reply-to is not an SQS queue URL: {url!r}")
     account, name = segments[-2], segments[-1]
     region = _region_of(parts.scheme, parts.netloc, segments, rules, url)
-    if not _ACCOUNT.match(account) or account != rules.account:
+    if not _ACCOUNT.fullmatch(account) or account != rules.account:
         raise ForbiddenReplyAddress(f"reply queue {url!r} is not in account {rules.account}")
     if region != rules.region:
         raise ForbiddenReplyAddress(f"reply queue {url!r} is not in region {rules.region}")
-    if not _QUEUE_NAME.match(name):
+    if not _QUEUE_NAME.fullmatch(name):
         raise ForbiddenReplyAddress(f"reply queue name {name!r} is not a valid SQS queue name")
     if not name.startswith(rules.prefix):
         raise ForbiddenReplyAddress(f"reply queue {name!r} is not under the reply prefix {rules.prefix!r}")
@@ -100,7 +103,7 @@ def _region_of(scheme: str, netloc: str, segments: list[str], rules: ReplyRules,
             return segments[1]
         return rules.region
     for pattern in _AWS_HOSTS:
-        if match := pattern.match(netloc):
+        if (match := pattern.fullmatch(netloc)) and len(segments) == 2:
             if scheme != "https":
                 raise ForbiddenReplyAddress(f"reply queue {url!r} must use https")
             return match["region"]

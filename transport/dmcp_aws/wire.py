@@ -18,6 +18,9 @@ from enum import StrEnum
 from typing import Any, Final
 
 from mcp_types import (
+    INTERNAL_ERROR,
+    ErrorData,
+    JSONRPCError,
     JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
@@ -26,7 +29,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from dmcp_aws.errors import MalformedBody, MissingAttribute, PayloadTooLarge, UnsupportedWireVersion
+from dmcp_aws.errors import MalformedBody, PayloadTooLarge, UnsupportedWireVersion
 
 WIRE_VERSION: Final = "1"
 
@@ -140,6 +143,18 @@ def encode_reply(message: JSONRPCMessage, *, server: str, conn: str) -> WireMess
     return _checked(WireMessage(dump_message(message), attributes))
 
 
+def encode_answer(message: JSONRPCMessage, *, server: str, conn: str) -> WireMessage:
+    """Encode a reply; a response too large for one message becomes an error with its id."""
+    try:
+        return encode_reply(message, server=server, conn=conn)
+    except PayloadTooLarge as exc:
+        request_id = getattr(message, "id", None)
+        if isinstance(message, JSONRPCNotification) or request_id is None:
+            raise
+        error = ErrorData(code=INTERNAL_ERROR, message=f"the result is too large to send: {exc}")
+        return encode_reply(JSONRPCError(jsonrpc="2.0", id=request_id, error=error), server=server, conn=conn)
+
+
 def decode(body: str | bytes, attributes: Mapping[str, str]) -> InboundMessage:
     """Decode a wire message; raise a `WireError` subclass naming what is wrong.
 
@@ -165,21 +180,9 @@ def decode(body: str | bytes, attributes: Mapping[str, str]) -> InboundMessage:
     return InboundMessage(message, dict(attributes))
 
 
-def require(inbound: InboundMessage, name: Attr) -> str:
-    """The value of a required attribute, or `MissingAttribute`."""
-    value = inbound.attribute(name)
-    if not value:
-        raise MissingAttribute(f"message attribute {name.value} is required", request_id=inbound.request_id)
-    return value
-
-
 def to_sqs_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """String attributes in the shape SQS `SendMessage` takes."""
+    """String attributes in the shape SQS `SendMessage` (and SNS `Publish`) takes."""
     return {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
-
-
-to_sns_attributes = to_sqs_attributes
-"""SNS `Publish` takes the same shape as SQS `SendMessage`."""
 
 
 def from_sqs_attributes(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, str]:

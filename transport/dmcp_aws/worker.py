@@ -18,10 +18,10 @@ import itertools
 import json
 import logging
 import os
-import weakref
+import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aioboto3
@@ -29,7 +29,6 @@ from botocore.exceptions import ClientError
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 from mcp_types import (
-    INTERNAL_ERROR,
     INVALID_REQUEST,
     ErrorData,
     JSONRPCError,
@@ -39,21 +38,18 @@ from mcp_types import (
     jsonrpc_message_adapter,
 )
 
-from dmcp_aws.errors import MissingAttribute, PayloadTooLarge, UnsupportedWireVersion, WireError
-from dmcp_aws.idempotency import RequestInProgress, RequestLedger
+from dmcp_aws.errors import MissingAttribute, UnsupportedWireVersion, WireError
+from dmcp_aws.idempotency import Claim, RequestIdReused, RequestInProgress, RequestLedger
 from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
 from dmcp_aws.serving import serve_request
-from dmcp_aws.wire import Attr, InboundMessage, decode, encode_reply, from_sqs_attributes, to_sqs_attributes
+from dmcp_aws.wire import Attr, InboundMessage, decode, encode_answer, from_sqs_attributes, to_sqs_attributes
 
 logger = logging.getLogger(__name__)
 
 _QUEUE_GONE: Final = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _FORBIDDEN: Final = frozenset({"AccessDenied", "AccessDeniedException", "KMS.AccessDeniedException"})
 _MAX_ATTRIBUTES: Final = 10
-RETRY_IN_PROGRESS_AFTER_S: Final = 5
-"""A duplicate of a request another worker is serving is retried this soon, not after the full
-visibility timeout."""
 
 
 class UndeliverableReply(Exception):
@@ -99,9 +95,13 @@ class ReplyChannel:
     server: str
     sqs: Any
 
-    def group(self, request_id: object) -> str:
-        """The FIFO message group of a request's replies: its progress and result stay in order."""
-        return f"{self.conn}:{request_id}"[:128]
+    def fifo_parameters(self, request_id: object) -> dict[str, str]:
+        """FIFO send parameters: one message group per request keeps its progress and result in
+        order; a fresh deduplication id per message (SQS must never drop one as a duplicate)."""
+        if not self.address.fifo:
+            return {}
+        group = hashlib.sha256(f"{self.conn}:{request_id!r}".encode()).hexdigest()
+        return {"MessageGroupId": group, "MessageDeduplicationId": uuid.uuid4().hex}
 
 
 @dataclass
@@ -111,12 +111,14 @@ class _LoopResources:
     sqs: Any
     lifespan_state: Any
     stack: AsyncExitStack
-    in_flight: dict[str, asyncio.Event] = field(default_factory=dict)
-    """Requests being served on this loop, so a duplicate in the same batch waits for the first."""
 
 
 class Worker:
-    """Serves SQS records with one MCP server; one instance per Lambda function."""
+    """Serves SQS records with one MCP server; one instance per Lambda function.
+
+    It keeps an SQS client and the server's lifespan open per event loop: in Lambda (and in the
+    local poller) the loop lives as long as the execution environment, so they are reused.
+    """
 
     def __init__(
         self,
@@ -127,11 +129,8 @@ class Worker:
         self.server: Server[Any] = server._lowlevel_server if isinstance(server, MCPServer) else server
         self.settings = settings
         self._session = session or aioboto3.Session()
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[_LoopResources]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._dead_letter_urls: dict[str, str] = {}
-        self._sequence = itertools.count()
+        self._per_loop: dict[asyncio.AbstractEventLoop, asyncio.Task[_LoopResources]] = {}
+        self._queue_urls: dict[str, str] = {}
         self._ledger = (
             RequestLedger(settings.idempotency_table, function_name=self.server.name)
             if settings.idempotency_table
@@ -151,7 +150,7 @@ class Worker:
             await self._dead_letter(resources.sqs, raw, exc)
             return
         if isinstance(inbound, JSONRPCError):
-            await self._answer(channel, inbound, raw)
+            await self._answer(channel, inbound, raw, Outcome.ANSWERED_WITH_ERROR)
             return
         message = inbound.message
         log |= {"jsonrpc_id": inbound.request_id, "mcp_method": getattr(message, "method", None)}
@@ -160,14 +159,17 @@ class Worker:
             record_outcome(Outcome.CLIENT_NOTIFICATION)
         elif isinstance(message, JSONRPCRequest):
             try:
-                answer = await self._serve_once(resources, channel, message, attributes, lambda_context)
-            except RequestInProgress:
-                await self._retry_soon(resources.sqs, raw)
-                raise
-            failed = isinstance(answer, JSONRPCError)
-            logger.info("answered %s", message.method, extra=log | {"error": failed})
-            await self._answer(channel, answer, raw)
-            record_outcome(Outcome.ANSWERED_WITH_ERROR if failed else Outcome.ANSWERED)
+                answer, outcome = await self._serve_once(
+                    resources, channel, message, attributes, lambda_context
+                )
+            except RequestInProgress as busy:
+                # Another delivery of the same request holds the claim and will answer; if its
+                # worker dies, that delivery comes back once the claim has expired.
+                logger.info("duplicate delivery dropped: %s", busy, extra=log)
+                record_outcome(Outcome.DUPLICATE_DROPPED)
+                return
+            logger.info("answered %s", message.method, extra=log | {"outcome": outcome.value})
+            await self._answer(channel, answer, raw, outcome)
         else:
             problem = WireError("a client may send only requests and notifications")
             await self._dead_letter(resources.sqs, raw, problem)
@@ -175,8 +177,8 @@ class Worker:
     async def aclose(self) -> None:
         """Close the SQS client and server lifespan held for the running event loop."""
         task = self._per_loop.pop(asyncio.get_running_loop(), None)
-        if task is not None:
-            await (await task).stack.aclose()
+        if task is not None and not task.cancelled() and task.exception() is None:
+            await task.result().stack.aclose()
 
     def _reply_channel(self, sqs: Any, source_arn: str, attributes: Mapping[str, str]) -> ReplyChannel:
         """Validate where a request wants its answer; raise a `WireError` if nowhere allowed."""
@@ -197,31 +199,31 @@ class Worker:
         request: JSONRPCRequest,
         attributes: Mapping[str, str],
         lambda_context: Any,
-    ) -> JSONRPCMessage:
+    ) -> tuple[JSONRPCMessage, Outcome]:
         """Serve a request unless the ledger holds its answer already (a duplicate delivery)."""
         if self._ledger is None:
-            return await self._serve(resources, channel, request, attributes)
-        key = {"conn": channel.conn, "id": request.id}
-        local_key = json.dumps(key, sort_keys=True)
-        while (first := resources.in_flight.get(local_key)) is not None:
-            await first.wait()
-        resources.in_flight[local_key] = done = asyncio.Event()
+            return _with_outcome(await self._serve(resources, channel, request, attributes))
+        claim = Claim.of(channel.conn, request.id, request.method, request.params, channel.address.url)
+        remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
         try:
-            remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
-            claim_ms = remaining() if remaining else self.settings.default_timeout_ms
-            stored = await self._ledger.begin(key, claim_ms)
-            if stored is not None:
-                logger.info("request %r was served already; sending its stored answer", request.id)
-                record_outcome(Outcome.REPLAYED)
-                return jsonrpc_message_adapter.validate_python(stored)
-            answer = await self._serve(resources, channel, request, attributes)
-            await self._ledger.complete(
-                key, answer.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            stored = await self._ledger.begin(
+                claim, remaining() if remaining else self.settings.default_timeout_ms
             )
-            return answer
-        finally:
-            del resources.in_flight[local_key]
-            done.set()
+        except RequestIdReused as reused:
+            error = ErrorData(code=INVALID_REQUEST, message=str(reused))
+            return JSONRPCError(jsonrpc="2.0", id=request.id, error=error), Outcome.ANSWERED_WITH_ERROR
+        if stored is not None:
+            logger.info("request %r was served already; sending its stored answer", request.id)
+            return jsonrpc_message_adapter.validate_python(stored), Outcome.REPLAYED
+        try:
+            answer = await self._serve(resources, channel, request, attributes)
+            # What is stored is what is sent: a result too large to send becomes its error.
+            stored_answer = json.loads(encode_answer(answer, server=channel.server, conn=channel.conn).body)
+            await self._ledger.complete(claim, stored_answer)
+        except BaseException as problem:
+            await self._ledger.abandon(claim, problem)
+            raise
+        return _with_outcome(answer)
 
     async def _serve(
         self,
@@ -247,50 +249,31 @@ class Worker:
             protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
         )
 
-    async def _answer(self, channel: ReplyChannel, answer: JSONRPCMessage, raw: Mapping[str, Any]) -> None:
+    async def _answer(
+        self, channel: ReplyChannel, answer: JSONRPCMessage, raw: Mapping[str, Any], outcome: Outcome
+    ) -> None:
         try:
             await self._send(channel, answer, getattr(answer, "id", None))
         except UndeliverableReply as exc:
             await self._dead_letter(channel.sqs, raw, exc)
+        else:
+            record_outcome(outcome)
 
     async def _send(self, channel: ReplyChannel, message: JSONRPCMessage, request_id: object) -> None:
         """Send one message to the reply queue; raise `UndeliverableReply` if it never can arrive."""
+        wire = encode_answer(message, server=channel.server, conn=channel.conn)
         try:
-            wire = encode_reply(message, server=channel.server, conn=channel.conn)
-        except PayloadTooLarge as exc:
-            if not isinstance(message, JSONRPCNotification) and request_id is not None:
-                error = ErrorData(code=INTERNAL_ERROR, message=f"the result is too large to send: {exc}")
-                too_large = JSONRPCError(jsonrpc="2.0", id=request_id, error=error)  # type: ignore[arg-type]
-                wire = encode_reply(too_large, server=channel.server, conn=channel.conn)
-            else:
-                raise
-        params: dict[str, Any] = {
-            "QueueUrl": channel.address.url,
-            "MessageBody": wire.body,
-            "MessageAttributes": to_sqs_attributes(wire.attributes),
-        }
-        if channel.address.fifo:
-            params["MessageGroupId"] = channel.group(request_id)
-            params["MessageDeduplicationId"] = _dedup_id(channel.group(request_id), next(self._sequence))
-        try:
-            await channel.sqs.send_message(**params)
+            await channel.sqs.send_message(
+                QueueUrl=channel.address.url,
+                MessageBody=wire.body,
+                MessageAttributes=to_sqs_attributes(wire.attributes),
+                **channel.fifo_parameters(request_id),
+            )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _QUEUE_GONE or code in _FORBIDDEN:
                 raise UndeliverableReply(f"reply queue {channel.address.name}: {code}") from exc
             raise
-
-    async def _retry_soon(self, sqs: Any, raw: Mapping[str, Any]) -> None:
-        """Shorten a record's visibility so its redelivery comes soon (best effort)."""
-        try:
-            url = await _queue_url(sqs, QueueArn.parse(raw["eventSourceARN"]))
-            await sqs.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=raw["receiptHandle"], VisibilityTimeout=RETRY_IN_PROGRESS_AFTER_S
-            )
-        except Exception:
-            logger.warning(
-                "could not shorten the visibility of message %s", raw.get("messageId"), exc_info=True
-            )
 
     async def _dead_letter(self, sqs: Any, raw: Mapping[str, Any], problem: Exception) -> None:
         """Move a record to its source queue's DLQ at once, with the reason as an attribute."""
@@ -305,34 +288,59 @@ class Worker:
         record_outcome(Outcome.DEAD_LETTERED)
 
     async def _dead_letter_url(self, sqs: Any, source_arn: str) -> str:
-        """The DLQ named by the source queue's redrive policy (looked up once per queue)."""
-        if source_arn not in self._dead_letter_urls:
-            source = QueueArn.parse(source_arn)
-            source_url = await _queue_url(sqs, source)
+        """The DLQ named by the source queue's redrive policy."""
+        source = QueueArn.parse(source_arn)
+        source_url = await self._queue_url(sqs, source)
+        key = f"dlq-of:{source_arn}"
+        if key not in self._queue_urls:
             attributes = await sqs.get_queue_attributes(QueueUrl=source_url, AttributeNames=["RedrivePolicy"])
             policy = attributes.get("Attributes", {}).get("RedrivePolicy")
             if not policy:
                 raise RuntimeError(
                     f"queue {source.name} has no dead-letter queue to move a poison message to"
                 )
-            target = QueueArn.parse(json.loads(policy)["deadLetterTargetArn"])
-            self._dead_letter_urls[source_arn] = await _queue_url(sqs, target)
-        return self._dead_letter_urls[source_arn]
+            self._queue_urls[key] = await self._queue_url(
+                sqs, QueueArn.parse(json.loads(policy)["deadLetterTargetArn"])
+            )
+        return self._queue_urls[key]
+
+    async def _queue_url(self, sqs: Any, queue: QueueArn) -> str:
+        """A queue's URL from its ARN (looked up once)."""
+        key = f"{queue.account}:{queue.region}:{queue.name}"
+        if key not in self._queue_urls:
+            found = await sqs.get_queue_url(QueueName=queue.name, QueueOwnerAWSAccountId=queue.account)
+            self._queue_urls[key] = str(found["QueueUrl"])
+        return self._queue_urls[key]
 
     async def _resources(self) -> _LoopResources:
-        """The SQS client and lifespan state for the running loop, opened once per loop."""
+        """The SQS client and lifespan state for the running loop, opened once per loop.
+
+        A failed opening is forgotten, so the next record tries again; entries of closed loops
+        (a caller that runs each batch on a new loop) are dropped.
+        """
         loop = asyncio.get_running_loop()
+        for stale in [other for other in self._per_loop if other.is_closed()]:
+            del self._per_loop[stale]
         task = self._per_loop.get(loop)
         if task is None:
             task = self._per_loop[loop] = loop.create_task(self._open())
-        return await task
+        try:
+            return await asyncio.shield(task)
+        except Exception:
+            if self._per_loop.get(loop) is task:
+                del self._per_loop[loop]
+            raise
 
     async def _open(self) -> _LoopResources:
-        stack = AsyncExitStack()
-        client = self._session.client("sqs", endpoint_url=self.settings.endpoint_url)
-        sqs = await stack.enter_async_context(client)
-        lifespan_state = await stack.enter_async_context(self.server.lifespan(self.server))
-        return _LoopResources(sqs, lifespan_state, stack)
+        async with AsyncExitStack() as stack:
+            client = self._session.client("sqs", endpoint_url=self.settings.endpoint_url)
+            sqs = await stack.enter_async_context(client)
+            lifespan_state = await stack.enter_async_context(self.server.lifespan(self.server))
+            return _LoopResources(sqs, lifespan_state, stack.pop_all())
+
+
+def _with_outcome(answer: JSONRPCMessage) -> tuple[JSONRPCMessage, Outcome]:
+    return answer, Outcome.ANSWERED_WITH_ERROR if isinstance(answer, JSONRPCError) else Outcome.ANSWERED
 
 
 def _decode_or_answer(body: str, attributes: Mapping[str, str]) -> InboundMessage | JSONRPCError:
@@ -346,12 +354,3 @@ def _decode_or_answer(body: str, attributes: Mapping[str, str]) -> InboundMessag
             raise
         error = ErrorData(code=INVALID_REQUEST, message=str(exc))
         return JSONRPCError(jsonrpc="2.0", id=exc.request_id, error=error)
-
-
-async def _queue_url(sqs: Any, queue: QueueArn) -> str:
-    found = await sqs.get_queue_url(QueueName=queue.name, QueueOwnerAWSAccountId=queue.account)
-    return str(found["QueueUrl"])
-
-
-def _dedup_id(group: str, sequence: int) -> str:
-    return hashlib.sha256(f"{group}:{sequence}".encode()).hexdigest()
