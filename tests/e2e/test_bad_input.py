@@ -127,13 +127,32 @@ async def test_a_duplicated_request_runs_once(stack: RunningStack, sqs) -> None:
     issued = sorted(tickets[11] | tickets[12] | tickets[13])
     assert issued == list(range(issued[0], issued[0] + 3)), f"three executions, not four: {issued}"
 
-    # A duplicated answer reaching a live client is ignored; the connection keeps working.
-    async with Client(
-        sqs_client_transport(stack.topic_target("example"), **stack.client_options())
-    ) as client:
+
+async def test_a_duplicated_answer_reaching_a_live_client_is_ignored(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    conn = new_conn()
+    reply = await make_reply_queue(sqs, stack)
+    transport = sqs_client_transport(
+        stack.topic_target("example"), reply_queue_url=reply, connection_id=conn, **stack.client_options()
+    )
+    stray: list[object] = []
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, Exception):
+            stray.append(message)
+
+    async with Client(transport, message_handler=on_message) as client:
         first = await client.call_tool("echo", {"text": "one"})
         assert first.content[0].text == "one"  # type: ignore[union-attr]
-        assert (await client.call_tool("echo", {"text": "two"})).content[0].text == "two"  # type: ignore[union-attr]
+        for request_id in (0, 1, 2, 99):  # answers to finished requests, and to one never asked
+            duplicate = json.dumps({"jsonrpc": "2.0", "id": request_id, "result": {"content": []}})
+            await send(
+                sqs, reply, duplicate, {"dmcp.version": "1", "mcp.server": "example", "dmcp.conn": conn}
+            )
+        second = await client.call_tool("echo", {"text": "two"})
+        assert second.content[0].text == "two"  # type: ignore[union-attr]
+        third = await client.call_tool("echo", {"text": "three"})
+        assert third.content[0].text == "three"  # type: ignore[union-attr]
+    assert stray == []
 
 
 async def test_oversize_request_and_oversize_result_are_clear_errors(stack: RunningStack) -> None:

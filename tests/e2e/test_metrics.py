@@ -57,5 +57,8 @@ async def test_outcomes_are_counted(
         while totals["DeadLettered"] < 1:
             await anyio.sleep(0.2)
             totals += emitted(capfd.readouterr().out, "dmcp-example")
-    assert totals["Answered"] >= 3, totals  # discover, tools/call echo, tools/call with a tool error result
+    # server/discover, tools/list (the client reads the tools' output schemas), two tools/call —
+    # one with a tool error, which is still an answered request.
+    assert totals["Answered"] == 4, totals
+    assert totals["DeadLettered"] == 1, totals
     assert totals["FailedRecords"] == 0

@@ -32,17 +32,26 @@ async def test_tool_with_structured_output(stack: RunningStack) -> None:
 
 
 async def test_progress_arrives_while_the_call_runs(stack: RunningStack) -> None:
+    import time
+
     seen: list[tuple[float, float | None, str | None]] = []
+    arrived: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total, message))
+        arrived.append(time.monotonic())
 
     async with _client(stack) as client:
-        result = await client.call_tool("count_slowly", {"steps": 4}, progress_callback=on_progress)
+        result = await client.call_tool(
+            "count_slowly", {"steps": 4, "delay_s": 0.25}, progress_callback=on_progress
+        )
+        finished = time.monotonic()
     assert result.content[0].text == "counted to 4"  # type: ignore[union-attr]
     assert sorted(p for p, _, _ in seen) == [1.0, 2.0, 3.0, 4.0]
     assert all(total == 4 for _, total, _ in seen)
     assert "step 1 of 4" in {m for _, _, m in seen}
+    # Streamed, not batched at the end: step 1 came about three steps (0.75 s) before the result.
+    assert finished - min(arrived) > 0.4
 
 
 async def test_tool_error_is_a_tool_result(stack: RunningStack) -> None:
@@ -152,3 +161,52 @@ async def test_fifo_reply_queue_keeps_progress_and_result_in_order(stack: Runnin
         )
     assert result.content[0].text == "counted to 6"  # type: ignore[union-attr]
     assert seen == [1, 2, 3, 4, 5, 6], "every progress notification, in order, before the result"
+
+
+async def test_another_live_connections_reply_is_left_for_it(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    from dmcp_aws.wire import to_sqs_attributes
+
+    reply = (await sqs.create_queue(QueueName=f"{stack.reply_prefix}shared"))["QueueUrl"]
+    foreign = {"dmcp.version": "1", "mcp.server": "example", "dmcp.conn": "someone-else"}
+    body = '{"jsonrpc": "2.0", "id": 1, "result": {}}'
+    await sqs.send_message(QueueUrl=reply, MessageBody=body, MessageAttributes=to_sqs_attributes(foreign))
+    transport = sqs_client_transport(
+        stack.topic_target("example"), reply_queue_url=reply, **stack.client_options()
+    )
+    async with Client(transport, read_timeout_seconds=30) as client:
+        assert (await client.call_tool("echo", {"text": "mine"})).content[0].text == "mine"  # type: ignore[union-attr]
+    import anyio
+
+    await anyio.sleep(1.2)  # the transport released it with a 1 s visibility timeout
+    left = await sqs.receive_message(QueueUrl=reply, MessageAttributeNames=["All"], WaitTimeSeconds=2)
+    assert [m["MessageAttributes"]["dmcp.conn"]["StringValue"] for m in left.get("Messages", [])] == [
+        "someone-else"
+    ]
+
+
+async def test_fifo_reply_with_a_string_id_that_is_no_valid_group_id(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from .raw import new_conn, receive_matching, request_attributes, send
+
+    reply = (
+        await sqs.create_queue(QueueName=f"{stack.reply_prefix}ids.fifo", Attributes={"FifoQueue": "true"})
+    )["QueueUrl"]
+    conn = new_conn()
+    request = {
+        "jsonrpc": "2.0",
+        "id": "ünïcode id with spaces",
+        "method": "tools/call",
+        "params": {
+            "name": "echo",
+            "arguments": {"text": "fifo"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+    requests = stack.queue_url(stack.worker("example").request_queue)
+    await send(sqs, requests, json.dumps(request), request_attributes(stack, reply, conn))
+    [(body, _)] = await receive_matching(sqs, reply, conn)
+    assert json.loads(body)["id"] == "ünïcode id with spaces"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -48,8 +49,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REPLY_PREFIX: Final = "dmcp-reply-"
 _PUBLISH_CONCURRENCY: Final = 16
-_FINISHED_MEMORY: Final = 4096
-"""How many finished requests' progress tokens are remembered to drop late progress."""
+_MEMORY: Final = 4096
+"""How many requests' progress tokens are remembered (in flight, and finished to drop late progress)."""
+_READ_ATTEMPTS: Final = 4
+"""Consecutive failed reads of the reply queue before the connection gives up."""
+_FATAL_CODES: Final = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied", "AccessDeniedException"}
+)
+_CLOCK_SLACK_MS: Final = 5_000
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ async def sqs_client_transport(
     endpoint_url: str | None = None,
     region_name: str | None = None,
     wait_time_seconds: int = 20,
+    connection_id: str | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Connect to a dMCP server over SNS/SQS; yields `(read_stream, write_stream)`.
 
@@ -97,9 +105,11 @@ async def sqs_client_transport(
         endpoint_url: AWS endpoint override, for local stacks.
         region_name: AWS region, when the session does not set one.
         wait_time_seconds: long-poll duration for the reply queue (1-20).
+        connection_id: the `dmcp.conn` of this connection (default: 32 random hex digits);
+            it correlates the connection's requests in the workers' logs.
     """
     session = session or aioboto3.Session()
-    conn = secrets.token_hex(16)
+    conn = connection_id or secrets.token_hex(16)
     async with AsyncExitStack() as stack:
         sqs = await stack.enter_async_context(
             session.client("sqs", endpoint_url=endpoint_url, region_name=region_name)
@@ -131,7 +141,9 @@ class _Connection:
         self.sqs = sqs
         self.sns = sns
         self.wait_time = wait_time
-        self._progress_token_of: dict[RequestId, ProgressToken] = {}
+        self.started_ms = int(time.time() * 1000)
+        self._read_send: MemoryObjectSendStream[SessionMessage | Exception] | None = None
+        self._progress_token_of: OrderedDict[RequestId, ProgressToken] = OrderedDict()
         self._finished_tokens: OrderedDict[ProgressToken, None] = OrderedDict()
 
     def start(self, tg: TaskGroup) -> TransportStreams:
@@ -145,51 +157,79 @@ class _Connection:
     async def _read_replies(self, read_send: MemoryObjectSendStream[SessionMessage | Exception]) -> None:
         """Long-poll the reply queue; hand messages to the session; delete them after hand-off."""
         async with read_send:
-            try:
-                while True:
-                    response = await self.sqs.receive_message(
-                        QueueUrl=self.reply_url,
-                        MaxNumberOfMessages=10,
-                        WaitTimeSeconds=self.wait_time,
-                        MessageAttributeNames=["All"],
-                    )
-                    messages = response.get("Messages", [])
-                    for raw in messages:
-                        item = self._accept(raw)
-                        if item is not None:
-                            await read_send.send(item)
-                    if messages:
-                        await self._delete(messages)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return
-            except Exception as exc:
-                logger.error("reply queue %s failed: %s", self.reply_url, exc)
-                error = ReplyQueueError(f"cannot read reply queue {self.reply_url}: {exc}")
-                error.__cause__ = exc
-                with anyio.move_on_after(1):
-                    await read_send.send(error)
+            failures = 0
+            while True:
+                try:
+                    await self._read_once(read_send)
+                    failures = 0
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except Exception as exc:
+                    failures += 1
+                    if _error_code(exc) in _FATAL_CODES or failures >= _READ_ATTEMPTS:
+                        logger.error("reply queue %s failed: %s", self.reply_url, exc)
+                        error = ReplyQueueError(f"cannot read reply queue {self.reply_url}: {exc}")
+                        error.__cause__ = exc
+                        with anyio.move_on_after(1):
+                            await read_send.send(error)
+                        return
+                    logger.warning("reading reply queue %s failed (%s); retrying", self.reply_url, exc)
+                    await anyio.sleep(0.5 * 2**failures)
 
-    def _accept(self, raw: Mapping[str, Any]) -> SessionMessage | Exception | None:
+    async def _read_once(self, read_send: MemoryObjectSendStream[SessionMessage | Exception]) -> None:
+        response = await self.sqs.receive_message(
+            QueueUrl=self.reply_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self.wait_time,
+            MessageAttributeNames=["All"],
+            AttributeNames=["SentTimestamp"],
+        )
+        handed_off: list[Mapping[str, Any]] = []
+        for raw in response.get("Messages", []):
+            attributes = from_sqs_attributes(raw.get("MessageAttributes"))
+            if attributes.get(Attr.CONN) != self.conn and not self._stale(raw):
+                await self._release(raw)  # another live connection's reply: leave it to its owner
+                continue
+            item = self._accept(raw, attributes)
+            if item is not None:
+                await read_send.send(item)
+            handed_off.append(raw)
+        if handed_off:
+            await self._delete(handed_off)
+
+    def _stale(self, raw: Mapping[str, Any]) -> bool:
+        """Whether a message was sent before this connection started (no live owner is waiting)."""
+        sent = raw.get("Attributes", {}).get("SentTimestamp")
+        return sent is not None and int(sent) < self.started_ms - _CLOCK_SLACK_MS
+
+    def _accept(
+        self, raw: Mapping[str, Any], attributes: Mapping[str, str]
+    ) -> SessionMessage | Exception | None:
         """What to hand to the session for one received message (None: drop it)."""
-        attributes = from_sqs_attributes(raw.get("MessageAttributes"))
+        if attributes.get(Attr.CONN) != self.conn:
+            logger.debug("dropped a stale reply of an earlier connection (%s)", attributes.get(Attr.CONN))
+            return None
         try:
             inbound = decode(raw.get("Body", ""), attributes)
         except WireError as exc:
             return exc
-        if attributes.get(Attr.CONN) != self.conn:
-            logger.debug("dropped a reply for another connection (%s)", attributes.get(Attr.CONN))
-            return None
         message = inbound.message
         if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
             token = self._progress_token_of.pop(message.id, None)
             if token is not None:
-                self._finished_tokens[token] = None
-                while len(self._finished_tokens) > _FINISHED_MEMORY:
-                    self._finished_tokens.popitem(last=False)
+                _remember(self._finished_tokens, token, None)
         elif _progress_token(message) in self._finished_tokens:
             logger.debug("dropped progress that arrived after its result")
             return None
         return SessionMessage(message)
+
+    async def _release(self, raw: Mapping[str, Any]) -> None:
+        try:
+            await self.sqs.change_message_visibility(
+                QueueUrl=self.reply_url, ReceiptHandle=raw["ReceiptHandle"], VisibilityTimeout=1
+            )
+        except Exception as exc:
+            logger.debug("could not release another connection's reply: %s", exc)
 
     async def _delete(self, messages: list[Mapping[str, Any]]) -> None:
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
@@ -211,7 +251,8 @@ class _Connection:
             if isinstance(message, JSONRPCRequest):
                 token = ((message.params or {}).get("_meta") or {}).get("progressToken")
                 if token is not None:
-                    self._progress_token_of[message.id] = token
+                    self._finished_tokens.pop(token, None)  # a reused token is live again
+                    _remember(self._progress_token_of, message.id, token)
             wire = encode_request(
                 message,
                 server=self.target.server,
@@ -223,6 +264,7 @@ class _Connection:
         except Exception as exc:
             logger.warning("could not send %s: %s", getattr(message, "method", "message"), exc)
             if isinstance(message, JSONRPCRequest):
+                self._progress_token_of.pop(message.id, None)
                 error = ErrorData(
                     code=INTERNAL_ERROR, message=f"dMCP transport could not send the request: {exc}"
                 )
@@ -236,6 +278,8 @@ class _Connection:
 
     async def _tell_session(self, item: SessionMessage | Exception) -> None:
         """Hand the session something the transport made up (best effort: it may be gone)."""
+        if self._read_send is None:
+            return
         with (
             anyio.move_on_after(1),
             contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError),
@@ -253,6 +297,18 @@ class _Connection:
                 MessageBody=body,
                 MessageAttributes=to_sqs_attributes(attributes),
             )
+
+
+def _remember(memory: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    """Insert into a bounded memory, forgetting the oldest entries."""
+    memory[key] = value
+    while len(memory) > _MEMORY:
+        memory.popitem(last=False)
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def _progress_token(message: object) -> ProgressToken | None:

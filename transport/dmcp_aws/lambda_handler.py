@@ -16,6 +16,7 @@ metric format: one count per record outcome (`Answered`, `AnsweredWithError`, `D
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -49,15 +50,17 @@ class LambdaHandler:
         self._settings = settings
         self._worker_class = worker_class
         self._worker: Worker | None = None
+        self._worker_lock = threading.Lock()
         self.service = f"dmcp-{server.name}"
         self.logger = Logger(service=self.service)
         copy_config_to_registered_loggers(source_logger=self.logger, include={"dmcp_aws.worker"})
 
     @property
     def worker(self) -> Worker:
-        if self._worker is None:
-            self._worker = self._worker_class(self.server, self._settings or WorkerSettings.from_env())
-        return self._worker
+        with self._worker_lock:  # local pollers call one handler from several threads
+            if self._worker is None:
+                self._worker = self._worker_class(self.server, self._settings or WorkerSettings.from_env())
+            return self._worker
 
     def __call__(self, event: dict[str, Any], context: Any = None) -> PartialItemFailureResponse:
         if context is not None:

@@ -143,11 +143,25 @@ class EventSourceMapping:
             logger.exception("%s failed; the whole batch will be retried", settings.function_name)
             return True
         failed = failed_message_ids(response, event)
-        done = [m for m in messages if m["MessageId"] not in failed]
-        if done:
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
-            await self.sqs.delete_message_batch(QueueUrl=settings.queue_url, Entries=entries)
+        await self._delete([m for m in messages if m["MessageId"] not in failed])
         return True
+
+    async def _delete(self, messages: list[dict[str, Any]]) -> None:
+        """Delete processed messages, ten at a time (SQS's batch limit); what fails is redelivered."""
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            try:
+                result = await self.sqs.delete_message_batch(
+                    QueueUrl=self.settings.queue_url, Entries=entries
+                )
+            except Exception as exc:
+                logger.error(
+                    "could not delete %d processed messages (they will be redelivered): %s", len(chunk), exc
+                )
+                continue
+            for failure in result.get("Failed", []):
+                logger.error("could not delete a processed message: %s", failure.get("Message"))
 
     def _retire_container(self) -> None:
         """In the container thread: release what the handler keeps per event loop, close the loop."""
