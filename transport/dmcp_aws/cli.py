@@ -176,6 +176,35 @@ def client_settings(stack: RunningStack) -> dict[str, str]:
     }
 
 
+@app.command()
+def worker(
+    server: ServerOption = "example",
+    deployment: DeploymentOption = Path("dmcp.json"),
+    endpoint_url: EndpointOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve one server's request queue from this process (a container worker) until Ctrl-C.
+
+    Uses the AWS credentials and region of the environment; `--endpoint-url` for LocalStack.
+    """
+    from dmcp_aws.local.container_worker import serve_from_queue
+
+    _quiet_logs(verbose)
+    spec = _load(deployment)
+    console.print(f"serving [bold]{server}[/bold] of deployment {spec.name!r}; Ctrl-C stops")
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            anyio.run(
+                lambda: serve_from_queue(
+                    spec, server, code_root=deployment.resolve().parent, endpoint_url=endpoint_url
+                )
+            )
+        except KeyError as exc:
+            console.print(f"[red]{exc.args[0]}[/red]")
+            raise typer.Exit(2) from None
+    console.print("stopped.")
+
+
 StackOption = Annotated[
     str | None,
     typer.Option(

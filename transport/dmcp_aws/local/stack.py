@@ -12,7 +12,7 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ import aioboto3
 import anyio
 
 from dmcp_aws.client import QueueTarget, TopicTarget
-from dmcp_aws.deployment import DEFAULT_DEPLOYMENT, Deployment, Topology, topology
+from dmcp_aws.deployment import DEFAULT_DEPLOYMENT, Deployment, Topology, WorkerSpec, topology
 from dmcp_aws.local.poller import EventSourceMapping, MappingSettings
 from dmcp_aws.local.provision import Provisioned, provision
 
@@ -59,7 +59,7 @@ class RunningStack:
     def queue_url(self, name: str) -> str:
         return self.resources.queue_urls[name]
 
-    def worker(self, server: str) -> Any:
+    def worker(self, server: str) -> WorkerSpec:
         """The topology's worker entry for `server` (its request queue and DLQ names)."""
         return next(w for w in self.topology.workers if w.server == server)
 
@@ -95,6 +95,7 @@ async def embedded_stack(
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    _running_stacks.append(endpoint)
     try:
         with lambda_environment(deployment, endpoint, code_root):
             session = aioboto3.Session(region_name=REGION, **_FAKE_CREDENTIALS)
@@ -111,7 +112,12 @@ async def embedded_stack(
                             mapping = EventSourceMapping(
                                 sqs,
                                 load_handler(worker.handler),
-                                _mapping_settings(worker, resources),
+                                mapping_settings(
+                                    worker,
+                                    f"{deployment.name}-{worker.server}",
+                                    resources.queue_urls[worker.request_queue],
+                                    resources.queue_arns[worker.request_queue],
+                                ),
                                 wait_time_seconds,
                             )
                             running.mappings.append(mapping)
@@ -121,12 +127,18 @@ async def embedded_stack(
                     finally:
                         tg.cancel_scope.cancel()
     finally:
-        _reset_moto(endpoint)
+        _running_stacks.remove(endpoint)
+        if not _running_stacks:
+            _reset_moto(endpoint)
         server.stop()
 
 
+_running_stacks: list[str] = []
+"""Endpoints of the embedded stacks running in this process: they share moto's backends."""
+
+
 def _reset_moto(endpoint: str) -> None:
-    """Forget every resource: moto's backends are process-wide and outlive this server."""
+    """Forget every resource: moto's backends are process-wide and outlive the servers."""
     import urllib.request
 
     try:
@@ -143,21 +155,35 @@ def load_handler(dotted: str) -> Any:
 
 @contextmanager
 def lambda_environment(deployment: Deployment, endpoint: str, code_root: str | Path) -> Iterator[None]:
-    """Set what Lambda (and the CDK stack) give a worker function, restoring it on exit."""
-    root = str(Path(code_root).resolve())
-    shape = topology(deployment)
-    values = {
-        "DMCP_REPLY_PREFIX": shape.reply_prefix,
-        "DMCP_IDEMPOTENCY_TABLE": shape.idempotency_table or "",
+    """What Lambda (and the CDK stack) give a worker function, for the embedded stack's endpoint
+    and fake credentials; restored on exit."""
+    local = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": _FAKE_CREDENTIALS["aws_access_key_id"],
         "AWS_SECRET_ACCESS_KEY": _FAKE_CREDENTIALS["aws_secret_access_key"],
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
-        "LAMBDA_TASK_ROOT": root,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+    }
+    with worker_environment(deployment, code_root, extra=local):
+        yield
+
+
+@contextmanager
+def worker_environment(
+    deployment: Deployment, code_root: str | Path, extra: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """The deployment's worker settings (`DMCP_*`), the code root as Lambda's task root and on
+    `sys.path`, plus `extra`; all restored on exit."""
+    root = str(Path(code_root).resolve())
+    shape = topology(deployment)
+    values = {
+        "DMCP_REPLY_PREFIX": shape.reply_prefix,
+        "DMCP_IDEMPOTENCY_TABLE": shape.idempotency_table or "",
+        "LAMBDA_TASK_ROOT": root,
+        **(extra or {}),
     }
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -176,12 +202,15 @@ def lambda_environment(deployment: Deployment, endpoint: str, code_root: str | P
             sys.path.remove(root)
 
 
-def _mapping_settings(worker: Any, resources: Provisioned) -> MappingSettings:
+def mapping_settings(
+    worker: WorkerSpec, function_name: str, queue_url: str, queue_arn: str
+) -> MappingSettings:
+    """The event source mapping of a topology's worker, as the CDK stack configures it."""
     spec = worker.spec
     return MappingSettings(
-        function_name=f"dmcp-{worker.server}",
-        queue_url=resources.queue_urls[worker.request_queue],
-        queue_arn=resources.queue_arns[worker.request_queue],
+        function_name=function_name,
+        queue_url=queue_url,
+        queue_arn=queue_arn,
         batch_size=spec.batch_size,
         batching_window_s=spec.batching_window_s,
         max_concurrency=spec.max_concurrency,

@@ -1,0 +1,48 @@
+"""A worker outside Lambda: one server's request queue served by a long-running process.
+
+The same handler and the same Lambda event semantics as a deployed function (the poller in
+`dmcp_aws.local.poller`), pointed at real SQS, LocalStack or the embedded stack — for containers
+(ECS, Kubernetes) or a laptop:
+
+    >>> await serve_from_queue(Deployment.load("dmcp.json"), "example", code_root=".")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aioboto3
+import anyio
+
+from dmcp_aws.deployment import Deployment, topology
+from dmcp_aws.local.poller import EventSourceMapping
+from dmcp_aws.local.stack import load_handler, mapping_settings, worker_environment
+
+
+async def serve_from_queue(
+    deployment: Deployment,
+    server: str,
+    *,
+    code_root: str | Path = ".",
+    session: aioboto3.Session | None = None,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `server`'s request queue until cancelled (in-flight batches finish first)."""
+    worker = next((w for w in topology(deployment).workers if w.server == server), None)
+    if worker is None:
+        served = ", ".join(w.server for w in topology(deployment).workers)
+        raise KeyError(f"deployment {deployment.name!r} has no server {server!r}; it has {served}")
+    session = session or aioboto3.Session()
+    # The handler builds its own AWS clients from the environment, as in Lambda.
+    endpoint = {"AWS_ENDPOINT_URL": endpoint_url} if endpoint_url else {}
+    with worker_environment(deployment, code_root, extra=endpoint):
+        handler = load_handler(worker.handler)
+        async with session.client("sqs", endpoint_url=endpoint_url, region_name=region_name) as sqs:
+            url = (await sqs.get_queue_url(QueueName=worker.request_queue))["QueueUrl"]
+            arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
+                "QueueArn"
+            ]
+            settings = mapping_settings(worker, f"{deployment.name}-{server}", url, arn)
+            await EventSourceMapping(sqs, handler, settings).run(task_status=task_status)
