@@ -55,24 +55,29 @@ def cdk_shape(template: Template) -> Shape:
     return shape
 
 
-def local_shape(endpoint: str) -> Shape:
+def local_shape(endpoint: str, name: str) -> Shape:
+    """What the embedded stack created for deployment `name` (moto's backends are process-wide:
+    other stacks of this test session may have resources next to it)."""
+    mine = f"{name}-"
     options = {"endpoint_url": endpoint, "region_name": "us-east-1",
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
     sqs, sns = boto3.client("sqs", **options), boto3.client("sns", **options)
     dynamodb = boto3.client("dynamodb", **options)
     shape: Shape = {"topic": None, "queues": {}, "subscriptions": {}, "tables": {}}
-    for name in dynamodb.list_tables()["TableNames"]:
-        table = dynamodb.describe_table(TableName=name)["Table"]
-        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        shape["tables"][name] = {
+    for table_name in [t for t in dynamodb.list_tables()["TableNames"] if t.startswith(mine)]:
+        table = dynamodb.describe_table(TableName=table_name)["Table"]
+        ttl = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+        shape["tables"][table_name] = {
             "key": table["KeySchema"],
             "billing": table["BillingModeSummary"]["BillingMode"],
             "ttl": ttl["AttributeName"] if ttl["TimeToLiveStatus"] == "ENABLED" else None,
             "encrypted": table.get("SSEDescription", {}).get("Status") == "ENABLED",
         }
-    (topic_arn,) = [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+    (topic_arn,) = [
+        t["TopicArn"] for t in sns.list_topics()["Topics"] if t["TopicArn"].endswith(f":{mine}requests")
+    ]
     shape["topic"] = topic_arn.rsplit(":", 1)[1]
-    for url in sqs.list_queues()["QueueUrls"]:
+    for url in sqs.list_queues(QueueNamePrefix=mine)["QueueUrls"]:
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         redrive = json.loads(attributes["RedrivePolicy"]) if "RedrivePolicy" in attributes else None
         shape["queues"][url.rsplit("/", 1)[1]] = {
@@ -95,13 +100,17 @@ def local_shape(endpoint: str) -> Shape:
 
 @pytest.mark.parametrize(
     "deployment",
-    [SAMPLE, SAMPLE.model_copy(update={"idempotency": False}), Deployment.load(ROOT / "dmcp.json")],
+    [
+        SAMPLE,
+        SAMPLE.model_copy(update={"name": "acmenl", "idempotency": False}),
+        Deployment.load(ROOT / "dmcp.json").model_copy(update={"name": "repo"}),
+    ],
     ids=["sample", "no-ledger", "dmcp.json"],
 )
 async def test_local_and_cdk_stacks_agree(deployment: Deployment) -> None:
     expected = cdk_shape(Template.from_stack(build_stack(deployment)))
     async with embedded_stack(deployment, code_root=Path(ROOT), workers=False) as running:
-        actual = local_shape(running.endpoint_url)
+        actual = local_shape(running.endpoint_url, deployment.name)
     assert actual == expected
     assert len(expected["queues"]) == 2 * (len(deployment.servers) + 1) + len(deployment.clients)
     assert len(expected["tables"]) == int(deployment.idempotency)
