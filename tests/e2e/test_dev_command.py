@@ -55,22 +55,14 @@ def test_readme_client_example_against_dmcp_dev(tmp_path: Path) -> None:
         assert client.returncode == 0, client.stderr
         assert client.stdout.strip() == "{'a': 2.0, 'b': 3.0, 'sum': 5.0}"
 
-        cli = subprocess.run(
-            [sys.executable, "-m", "dmcp_aws", "call", "add", "--json", '{"a": 20, "b": 22}'],
-            env=client_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert cli.returncode == 0, cli.stderr
-        assert json.loads(cli.stdout) == {"a": 20.0, "b": 22.0, "sum": 42.0}
-        failing = subprocess.run(
-            [sys.executable, "-m", "dmcp_aws", "call", "divide", "--json", '{"a": 1, "b": 0}'],
-            env=client_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        def dmcp_call(tool: str, arguments: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "dmcp_aws", "call", tool, "--json", arguments]
+            return subprocess.run(command, env=client_env, capture_output=True, text=True, timeout=60)
+
+        added = dmcp_call("add", '{"a": 20, "b": 22}')
+        assert added.returncode == 0, added.stderr
+        assert json.loads(added.stdout) == {"a": 20.0, "b": 22.0, "sum": 42.0}
+        failing = dmcp_call("divide", '{"a": 1, "b": 0}')
         assert failing.returncode == 1 and "cannot divide by zero" in failing.stdout
     finally:
         dev.send_signal(signal.SIGINT)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import glob
 import hashlib
 import os
 import shutil
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dmcp_aws.localstack_host.plugin.interpreters import interpreter_candidates, probe_version
 from dmcp_aws.localstack_host.plugin_wheel import build_plugin_wheel, plugin_hash
 
 REQUIRED_PYTHON = (3, 13)
@@ -60,28 +60,12 @@ def cache_dir() -> Path:
     return Path(base) / "dmcp-aws"
 
 
-def _version_of(python: str) -> tuple[int, int] | None:
-    try:
-        out = subprocess.run(
-            [python, "-c", "import sys; print(*sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout.split()
-        return int(out[0]), int(out[1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
-
-
 def find_python() -> str:
     """A Python 3.13 interpreter: `$DMCP_LOCALSTACK_PYTHON`, `python3.13` on PATH, or pyenv's."""
     name = "python{}.{}".format(*REQUIRED_PYTHON)
-    candidates = [os.environ.get(PYTHON_ENV, ""), shutil.which(name) or ""]
-    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    candidates += sorted(glob.glob(f"{pyenv_root}/versions/3.13.*/bin/{name}"), reverse=True)
+    candidates = [os.environ.get(PYTHON_ENV, ""), *interpreter_candidates(*REQUIRED_PYTHON)]
     for candidate in filter(None, candidates):
-        if _version_of(candidate) == REQUIRED_PYTHON:
+        if probe_version(candidate) == REQUIRED_PYTHON:
             return candidate
     raise VenvError(f"LocalStack host mode needs {name} (set {PYTHON_ENV}, or install it, e.g. with pyenv)")
 

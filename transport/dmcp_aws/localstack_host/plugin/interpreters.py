@@ -47,7 +47,8 @@ class Interpreter:
         return f"cpython-{self.version[0]}{self.version[1]}"
 
 
-def _probe_version(path: str) -> tuple[int, int] | None:
+def probe_version(path: str) -> tuple[int, int] | None:
+    """The (major, minor) version of the Python at `path`, or None if it does not run."""
     try:
         out = subprocess.run(
             [path, "-c", "import sys; print(*sys.version_info[:2])"],
@@ -61,7 +62,8 @@ def _probe_version(path: str) -> tuple[int, int] | None:
         return None
 
 
-def _candidates(major: int, minor: int) -> list[str]:
+def interpreter_candidates(major: int, minor: int) -> list[str]:
+    """`pythonX.Y` on PATH, then pyenv's installs of X.Y, newest first."""
     name = f"python{major}.{minor}"
     found = [shutil.which(name) or ""]
     pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
@@ -81,7 +83,7 @@ def resolve_interpreter(runtime: str | None) -> Interpreter:
 def _resolve(runtime: str | None) -> Interpreter:
     override = os.environ.get(OVERRIDE_ENV)
     if override:
-        version = _probe_version(override)
+        version = probe_version(override)
         if version is None:
             raise InterpreterNotFound(f"{OVERRIDE_ENV}={override} is not a working Python interpreter")
         return Interpreter(override, version, isolated=False)
@@ -90,8 +92,8 @@ def _resolve(runtime: str | None) -> Interpreter:
     wanted = (3, int(runtime.removeprefix("python3.")))
     if sys.version_info[:2] == wanted:
         return Interpreter(sys.executable, wanted, isolated=True)
-    for path in _candidates(*wanted):
-        if _probe_version(path) == wanted:
+    for path in interpreter_candidates(*wanted):
+        if probe_version(path) == wanted:
             return Interpreter(path, wanted, isolated=True)
     raise InterpreterNotFound(
         f"runtime {runtime}: no python{wanted[0]}.{wanted[1]} on this host (PATH, pyenv); "
