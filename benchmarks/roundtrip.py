@@ -8,7 +8,8 @@ measured in the same run:
 - floor: a bare request/response over two SQS queues (client SendMessage → echo poller
   ReceiveMessage + SendMessage → client ReceiveMessage), no MCP, no Lambda emulation;
 - dMCP via queue: `mcp.Client.call_tool("echo")` straight to the server's request queue;
-- dMCP via topic: the same through the SNS request topic and its filter policy.
+- dMCP via topic: the same through the SNS request topic and its filter policy;
+- each of those with the idempotency ledger (DynamoDB, the default) and without it.
 """
 
 from __future__ import annotations
@@ -106,24 +107,34 @@ def summary(name: str, latencies: list[float], floor_median: float, rate: float,
     median = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[18]
     return (
-        f"{name:<16} median {median:7.1f} ms  p95 {p95:7.1f} ms  "
+        f"{name:<22} median {median:7.1f} ms  p95 {p95:7.1f} ms  "
         f"({median / floor_median:4.2f}x floor)   {rate:6.1f} calls/s ({rate / floor_rate:4.2f}x floor)"
     )
 
 
-async def main(calls: int, concurrency: int) -> None:
-    async with embedded_stack(Deployment.load(ROOT / "dmcp.json"), code_root=ROOT) as stack:
-        session = stack.session()
-        async with session.client("sqs", endpoint_url=stack.endpoint_url) as sqs:
-            floor_call, stop_floor = await raw_floor(stack, sqs)
-            await sequential(floor_call, 10)
-            floor = await sequential(floor_call, calls)
-            floor_rate = await throughput(floor_call, calls, concurrency)
-            await stop_floor()
-        results = {}
+async def floor_figures(calls: int, concurrency: int) -> tuple[list[float], float]:
+    deployment = Deployment.load(ROOT / "dmcp.json")
+    async with (
+        embedded_stack(deployment, code_root=ROOT, workers=False) as stack,
+        stack.session().client("sqs", endpoint_url=stack.endpoint_url) as sqs,
+    ):
+        floor_call, stop_floor = await raw_floor(stack, sqs)
+        await sequential(floor_call, 10)
+        floor = await sequential(floor_call, calls)
+        floor_rate = await throughput(floor_call, calls, concurrency)
+        await stop_floor()
+    return floor, floor_rate
+
+
+async def dmcp_figures(
+    deployment: Deployment, calls: int, concurrency: int
+) -> dict[str, tuple[list[float], float]]:
+    results = {}
+    ledger = "ledger" if deployment.idempotency else "no ledger"
+    async with embedded_stack(deployment, code_root=ROOT) as stack:
         for name, target in (
-            ("dMCP via queue", stack.queue_target("example")),
-            ("dMCP via topic", stack.topic_target("example")),
+            ("queue", stack.queue_target("example")),
+            ("topic", stack.topic_target("example")),
         ):
             async with Client(sqs_client_transport(target, **stack.client_options())) as client:
 
@@ -131,7 +142,18 @@ async def main(calls: int, concurrency: int) -> None:
                     await client.call_tool("echo", {"text": "ping"})
 
                 await sequential(echo, 10)
-                results[name] = (await sequential(echo, calls), await throughput(echo, calls, concurrency))
+                results[f"via {name}, {ledger}"] = (
+                    await sequential(echo, calls),
+                    await throughput(echo, calls, concurrency),
+                )
+    return results
+
+
+async def main(calls: int, concurrency: int) -> None:
+    floor, floor_rate = await floor_figures(calls, concurrency)
+    deployment = Deployment.load(ROOT / "dmcp.json")
+    results = await dmcp_figures(deployment, calls, concurrency)
+    results |= await dmcp_figures(deployment.model_copy(update={"idempotency": False}), calls, concurrency)
     floor_median = statistics.median(floor)
     print(f"embedded stack, {calls} sequential calls, then {calls} calls {concurrency} at a time")
     print(summary("raw SQS floor", floor, floor_median, floor_rate, floor_rate))

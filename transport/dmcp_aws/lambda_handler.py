@@ -82,6 +82,12 @@ class LambdaHandler:
         if self._worker is not None:
             await self._worker.aclose()
 
+    def reset(self) -> None:
+        """Forget the worker, so the next invocation reads its settings from the environment
+        again (a local stack that ends and another that starts in the same process)."""
+        with self._worker_lock:
+            self._worker = None
+
 
 def make_lambda_handler(
     server: MCPServer | Server[Any], settings: WorkerSettings | None = None

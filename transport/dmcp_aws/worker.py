@@ -50,6 +50,22 @@ logger = logging.getLogger(__name__)
 _QUEUE_GONE: Final = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _FORBIDDEN: Final = frozenset({"AccessDenied", "AccessDeniedException", "KMS.AccessDeniedException"})
 _MAX_ATTRIBUTES: Final = 10
+READ_ONLY_METHODS: Final = frozenset(
+    {
+        "initialize",
+        "ping",
+        "server/discover",
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+    }
+)
+"""Methods MCP defines without side effects: running one twice is harmless, so they skip the
+request ledger (and its two writes). `tools/call` and custom methods always go through it."""
 
 
 class UndeliverableReply(Exception):
@@ -201,7 +217,7 @@ class Worker:
         lambda_context: Any,
     ) -> tuple[JSONRPCMessage, Outcome]:
         """Serve a request unless the ledger holds its answer already (a duplicate delivery)."""
-        if self._ledger is None:
+        if self._ledger is None or request.method in READ_ONLY_METHODS:
             return _with_outcome(await self._serve(resources, channel, request, attributes))
         claim = Claim.of(channel.conn, request.id, request.method, request.params, channel.address.url)
         remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)

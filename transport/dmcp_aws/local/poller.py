@@ -75,6 +75,8 @@ class EventSourceMapping:
                 for container in containers:
                     await asyncio.get_running_loop().run_in_executor(container, self._retire_container)
                     container.shutdown(wait=True)
+            if (reset := getattr(self.handler, "reset", None)) is not None:
+                reset()  # like a function's environments being recycled: settings are read anew
 
     def _new_container(self, slot: int) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(1, f"{self.settings.function_name}-{slot}")
