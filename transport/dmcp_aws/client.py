@@ -47,7 +47,8 @@ from dmcp_aws.wire import Attr, decode, encode_request, from_sqs_attributes, to_
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REPLY_PREFIX: Final = "dmcp-reply-"
+DEFAULT_REPLY_PREFIX: Final = "dmcp-reply-conn-"
+"""Where per-connection reply queues go in the default deployment (`Deployment.connection_queue_prefix`)."""
 _PUBLISH_CONCURRENCY: Final = 16
 _MEMORY: Final = 4096
 """How many requests' progress tokens are remembered (in flight, and finished to drop late progress)."""
