@@ -81,3 +81,10 @@ def test_load_reports_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("{")
     with pytest.raises(DeploymentError, match="is not valid JSON"):
         Deployment.load(broken)
+
+
+def test_the_transports_default_prefix_is_the_default_deployments_connection_prefix() -> None:
+    from dmcp_aws.client import DEFAULT_REPLY_PREFIX
+    from dmcp_aws.deployment import DEFAULT_DEPLOYMENT
+
+    assert DEFAULT_REPLY_PREFIX == DEFAULT_DEPLOYMENT.connection_queue_prefix == "dmcp-reply-conn-"
