@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from dmcp_aws.deployment import Deployment
 
-BUNDLER_VERSION: Final = "2"
+BUNDLER_VERSION: Final = "3"
 """Bumped whenever the way a bundle is made changes, so cached bundles are rebuilt."""
 
 CLI_ONLY: Final = frozenset({"typer", "rich"})
@@ -120,7 +120,8 @@ class LambdaBundle:
             name = _dist_name(requirement)
             if _normalise(name) in CLI_ONLY:
                 continue
-            pinned.append(f"{name}=={_installed(name)}" if _installed(name) else requirement)
+            extras = _extras(requirement)
+            pinned.append(f"{name}{extras}=={_installed(name)}" if _installed(name) else requirement)
         return sorted(pinned)
 
     @cached_property
@@ -364,6 +365,12 @@ def _digest(parts: Iterable[str]) -> str:
 
 def _dist_name(requirement: str) -> str:
     return re.split(r"[\s\[<>=!~;]", requirement.strip(), maxsplit=1)[0]
+
+
+def _extras(requirement: str) -> str:
+    """The `[extra,...]` part of a requirement, or ''."""
+    match = re.match(r"\s*[A-Za-z0-9_.-]+\s*(\[[^\]]*\])", requirement)
+    return match.group(1).replace(" ", "") if match else ""
 
 
 def _normalise(name: str) -> str:

@@ -142,6 +142,7 @@ class ServerWorker(Construct):
             timeout=Duration.seconds(spec.timeout_s),
             environment=environment,
             role=role,
+            tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
         )
 
@@ -181,6 +182,13 @@ class ServerWorker(Construct):
             f"Resource::{nag_arn(self, props.reply_prefix + '*')}",
             "Reply queues are created per client and per connection at run time; the worker may send only to "
             "queue names under the deployment's reply prefix, which this resource pattern pins.",
+        )
+        acknowledge(
+            self.function.role,
+            "AwsSolutions-IAM5",
+            "Resource::*",
+            "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions, so "
+            "active tracing (powertools Tracer) needs them on '*'; they let the function write traces only.",
         )
         acknowledge(
             self.function,

@@ -28,7 +28,7 @@ def _dist(site: Path, name: str, files: dict[str, str]) -> None:
 
 def test_requirements_leave_out_the_cli_and_are_pinned() -> None:
     requirements = LambdaBundle(BundleSpec(repo_root=ROOT, handlers=HANDLERS)).requirements
-    names = {r.split("==")[0].lower() for r in requirements}
+    names = {r.split("==")[0].split("[")[0].lower() for r in requirements}
     assert not names & CLI_ONLY
     assert {"mcp", "aioboto3", "pydantic", "aws-lambda-powertools"} <= names
     assert all("==" in r for r in requirements)
@@ -80,3 +80,13 @@ def test_trim_cache_keeps_the_newest(tmp_path: Path) -> None:
         os.utime(tmp_path / name, (1000 - age, 1000 - age))
     trim_cache(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["asset-a", "asset-b", "deps-a"]
+
+
+def test_requirements_keep_their_extras() -> None:
+    """`aws-lambda-powertools[tracer]` must bring aws-xray-sdk into the asset (the Tracer needs it)."""
+    from infra.bundling import BundleSpec, LambdaBundle
+
+    requirements = LambdaBundle(
+        BundleSpec(repo_root=ROOT, handlers=("functions.example.handler.handler",))
+    ).requirements
+    assert any(r.startswith("aws-lambda-powertools[tracer]==") for r in requirements), requirements

@@ -18,6 +18,7 @@ from tests.infra.conftest import SAMPLE, build_stack
 EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:acme-reply-*]",
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:acme-reply-conn-*]",
+    "AwsSolutions-IAM5[Resource::*]",
     "AwsSolutions-L1",
     "AwsSolutions-SQS3",
     "AwsSolutions-DDB3",

@@ -9,9 +9,10 @@ In `functions/<server>/handler.py`:
 Records are processed concurrently by powertools' `AsyncBatchProcessor`; the function returns
 the partial-batch response (`{"batchItemFailures": [...]}`), so only failed records are retried.
 Logs are structured JSON with each record's correlation ids (`dmcp_conn`, `jsonrpc_id`).
-Each invocation emits CloudWatch metrics (namespace `dMCP`, dimension `service`) in the embedded
-metric format: one count per record outcome (`Answered`, `AnsweredWithError`, `DeadLettered`,
-`ReplayedFromLedger`, `ClientNotification`) and `FailedRecords`, the records left for retry.
+Each invocation is traced with X-Ray (powertools `Tracer`; off outside Lambda) and emits
+CloudWatch metrics (namespace `dMCP`, dimension `service`) in the embedded metric format: one
+count per record outcome (`Answered`, `AnsweredWithError`, `DeadLettered`, `ReplayedFromLedger`,
+`DuplicateDropped`, `ClientNotification`) and `FailedRecords`, the records left for retry.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.batch import (
@@ -53,6 +54,8 @@ class LambdaHandler:
         self._worker_lock = threading.Lock()
         self.service = f"dmcp-{server.name}"
         self.logger = Logger(service=self.service)
+        self.tracer = Tracer(service=self.service)
+        self._traced = self.tracer.capture_lambda_handler(self._handle_batch, capture_response=False)
         copy_config_to_registered_loggers(source_logger=self.logger, include={"dmcp_aws.worker"})
 
     @property
@@ -63,6 +66,9 @@ class LambdaHandler:
             return self._worker
 
     def __call__(self, event: dict[str, Any], context: Any = None) -> PartialItemFailureResponse:
+        return self._traced(event, context)  # type: ignore[no-any-return]
+
+    def _handle_batch(self, event: dict[str, Any], context: Any = None) -> PartialItemFailureResponse:
         if context is not None:
             self.logger.structure_logs(
                 append=True, function_request_id=getattr(context, "aws_request_id", None)
