@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from dmcp_aws.deployment import Deployment
 
-BUNDLER_VERSION: Final = "3"
+BUNDLER_VERSION: Final = "4"
 """Bumped whenever the way a bundle is made changes, so cached bundles are rebuilt."""
 
 CLI_ONLY: Final = frozenset({"typer", "rich"})
@@ -42,7 +42,7 @@ CLI_ONLY: Final = frozenset({"typer", "rich"})
 EXCLUDED_SOURCES: Final = ("cli.py", "local", "deployed.py")
 """Parts of `dmcp_aws` no handler imports (the command, the embedded stack, stack lookup)."""
 
-BOTOCORE_SERVICES: Final = ("sqs", "sns", "sts", "dynamodb")
+BOTOCORE_SERVICES: Final = ("sqs", "sns", "sts", "dynamodb", "xray")
 """The service models a worker can load; botocore's other ~400 are left out."""
 
 CACHE_KEEP: Final = 4

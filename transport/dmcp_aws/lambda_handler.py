@@ -54,7 +54,7 @@ class LambdaHandler:
         self._worker_lock = threading.Lock()
         self.service = f"dmcp-{server.name}"
         self.logger = Logger(service=self.service)
-        self.tracer = Tracer(service=self.service)
+        self.tracer = Tracer(service=self.service, patch_modules=["aiobotocore", "botocore"])
         self._traced = self.tracer.capture_lambda_handler(self._handle_batch, capture_response=False)
         copy_config_to_registered_loggers(source_logger=self.logger, include={"dmcp_aws.worker"})
 
