@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from dmcp_aws.deployment import ClientSpec, QueueSpec
@@ -24,6 +23,7 @@ from infra.grants import (
 )
 from infra.nag import acknowledge, nag_arn
 from infra.principals import client_principal
+from infra.queues import secure_queue
 from infra.request_bus import RequestBus
 
 REPLY_RETENTION = Duration.hours(1)
@@ -48,16 +48,7 @@ class ClientQueue(Construct):
                 f"reply queue {props.queue.name} is not under the reply prefix {props.reply_prefix}"
             )
         self.principal = client_principal(props.client.principal)
-        self.queue = sqs.Queue(
-            self,
-            "ReplyQueue",
-            queue_name=props.queue.name,
-            fifo=props.queue.fifo or None,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=REPLY_RETENTION,
-            visibility_timeout=Duration.seconds(props.queue.visibility_timeout_s),
-        )
+        self.queue = secure_queue(self, "ReplyQueue", props.queue, retention_period=REPLY_RETENTION)
         self.queue.add_to_resource_policy(client_reader_statement(self.principal, self.queue))
         props.bus.allow_publish(self.principal, sid=f"ClientPublishes{_pascal(props.client.name)}")
         self.policy = self._identity_policy(props)

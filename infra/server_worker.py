@@ -20,6 +20,7 @@ from dmcp_aws.deployment import VISIBILITY_PER_TIMEOUT, QueueSpec, WorkerSpec
 from infra.grants import grant_worker
 from infra.idempotency_ledger import IdempotencyLedger
 from infra.nag import acknowledge, nag_arn
+from infra.queues import secure_queue
 
 DLQ_RETENTION = Duration.days(14)
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -60,22 +61,13 @@ class ServerWorker(Construct):
                 f"{props.request_queue.name}: visibility timeout must be >= 6 x the function timeout"
             )
 
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            queue_name=props.dead_letter_queue.name,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=DLQ_RETENTION,
-            visibility_timeout=Duration.seconds(props.dead_letter_queue.visibility_timeout_s),
+        self.dead_letter_queue = secure_queue(
+            self, "DeadLetterQueue", props.dead_letter_queue, retention_period=DLQ_RETENTION
         )
-        self.request_queue = sqs.Queue(
+        self.request_queue = secure_queue(
             self,
             "RequestQueue",
-            queue_name=props.request_queue.name,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=Duration.seconds(props.request_queue.visibility_timeout_s),
+            props.request_queue,
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=props.request_queue.max_receive_count or 3
             ),
