@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
-
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
+
+from dmcp_aws.request_context import current_request
+from functions.example.tickets import NoTicketTable, ticket_for
 
 mcp = MCPServer(
     "example", instructions="An example dMCP server: arithmetic, progress, a resource and a prompt."
@@ -42,13 +43,17 @@ def divide(a: float, b: float) -> float:
     return a / b
 
 
-_tickets = itertools.count(1)
-
-
 @mcp.tool()
-def take_ticket() -> int:
-    """Hand out the next ticket number: not idempotent, so a request must run once."""
-    return next(_tickets)
+async def take_ticket() -> int:
+    """Hand out the next ticket number: a side effect that must happen once per request.
+
+    The ticket is kept in DynamoDB under the request's idempotency key, so a request that runs
+    again (its worker died before the answer was recorded) gets the same ticket back."""
+    key = current_request().idempotency_key
+    try:
+        return await anyio.to_thread.run_sync(ticket_for, key)
+    except NoTicketTable as exc:
+        raise ToolError(str(exc)) from None
 
 
 @mcp.tool()

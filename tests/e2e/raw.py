@@ -9,6 +9,7 @@ from typing import Any
 
 from dmcp_aws.local.stack import RunningStack
 from dmcp_aws.wire import Attr, from_sqs_attributes, to_sqs_attributes
+from dmcp_aws.worker import conn_ref
 
 
 def request_attributes(
@@ -57,7 +58,9 @@ async def send(sqs: Any, queue_url: str, body: str, attributes: dict[str, str]) 
 async def receive_matching(
     sqs: Any, queue_url: str, conn: str, *, count: int = 1, timeout_s: float = 20
 ) -> list[tuple[str, dict[str, str]]]:
-    """Wait for `count` messages whose `dmcp.conn` is `conn`; delete and return them."""
+    """Wait for `count` messages whose `dmcp.conn` is `conn` (or, in a dead-letter queue, whose
+    reason names its reference); delete and return them."""
+    reference = f"(conn ref {conn_ref(conn)})"
     found: list[tuple[str, dict[str, str]]] = []
     deadline = time.monotonic() + timeout_s
     while len(found) < count and time.monotonic() < deadline:
@@ -70,7 +73,7 @@ async def receive_matching(
         )
         for message in response.get("Messages", []):
             attributes = from_sqs_attributes(message.get("MessageAttributes"))
-            if attributes.get(Attr.CONN) == conn:
+            if attributes.get(Attr.CONN) == conn or reference in attributes.get(Attr.DLQ_REASON, ""):
                 found.append((message["Body"], attributes))
                 await sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     return found

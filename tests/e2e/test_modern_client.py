@@ -167,7 +167,12 @@ async def test_another_live_connections_reply_is_left_for_it(stack: RunningStack
     from dmcp_aws.wire import to_sqs_attributes
 
     reply = (await sqs.create_queue(QueueName=f"{stack.reply_prefix}shared"))["QueueUrl"]
-    foreign = {"dmcp.version": "1", "mcp.server": "example", "dmcp.conn": "someone-else"}
+    foreign = {
+        "dmcp.version": "1",
+        "mcp.server": "example",
+        "dmcp.conn": "someone-else",
+        "dmcp.request-digest": "0" * 64,
+    }
     body = '{"jsonrpc": "2.0", "id": 1, "result": {}}'
     await sqs.send_message(QueueUrl=reply, MessageBody=body, MessageAttributes=to_sqs_attributes(foreign))
     transport = sqs_client_transport(
@@ -177,7 +182,7 @@ async def test_another_live_connections_reply_is_left_for_it(stack: RunningStack
         assert (await client.call_tool("echo", {"text": "mine"})).content[0].text == "mine"  # type: ignore[union-attr]
     import anyio
 
-    await anyio.sleep(1.2)  # the transport released it with a 1 s visibility timeout
+    await anyio.sleep(2.5)  # the transport released it with a back-off of 2 s (first time passed over)
     left = await sqs.receive_message(QueueUrl=reply, MessageAttributeNames=["All"], WaitTimeSeconds=2)
     assert [m["MessageAttributes"]["dmcp.conn"]["StringValue"] for m in left.get("Messages", [])] == [
         "someone-else"

@@ -85,8 +85,13 @@ def test_reply_round_trip() -> None:
             jsonrpc="2.0", method="notifications/progress", params={"progressToken": 1, "progress": 1}
         ),
     ):
-        wire = encode_reply(message, server="example", conn="c9")
-        assert wire.attributes == {"dmcp.version": "1", "mcp.server": "example", "dmcp.conn": "c9"}
+        wire = encode_reply(message, server="example", conn="c9", digest="d")
+        assert wire.attributes == {
+            "dmcp.version": "1",
+            "mcp.server": "example",
+            "dmcp.conn": "c9",
+            "dmcp.request-digest": "d",
+        }
         assert decode(wire.body, wire.attributes).message == message
 
 
@@ -137,4 +142,34 @@ def test_oversize_messages_are_refused_before_sending() -> None:
         encode_request(big, server="s", reply_to="u", conn="c")
     error = JSONRPCError(jsonrpc="2.0", id=1, error={"code": 1, "message": "m" * MAX_MESSAGE_BYTES})
     with pytest.raises(PayloadTooLarge):
-        encode_reply(error, server="s", conn="c")
+        encode_reply(error, server="s", conn="c", digest="d")
+
+
+@pytest.mark.parametrize("bad_id", ["1.5", "true", "null", "{}", "[1]", "2.0"])
+def test_a_request_whose_id_is_not_a_string_or_integer_is_malformed_not_a_notification(bad_id: str) -> None:
+    body = f'{{"jsonrpc": "2.0", "id": {bad_id}, "method": "tools/call", "params": {{}}}}'
+    with pytest.raises(MalformedBody, match="must be a string or an integer") as caught:
+        decode(body, {"dmcp.version": "1"})
+    assert caught.value.request_id is None, "no usable id: it is dead-lettered, not answered"
+
+
+def test_an_unencodable_result_becomes_an_error_and_an_unanswerable_id_is_refused_up_front() -> None:
+    from dmcp_aws.errors import Unanswerable
+    from dmcp_aws.wire import check_answerable, encode_answer
+
+    surrogate = JSONRPCResponse(jsonrpc="2.0", id=7, result={"text": "a\ud800b"})
+    wire = encode_answer(surrogate, server="s", conn="c", digest="d")
+    answer = json.loads(wire.body)
+    assert answer["id"] == 7 and "not encodable" in answer["error"]["message"]
+    for request_id in ("x" * (MAX_MESSAGE_BYTES + 1), "\udc00"):
+        with pytest.raises(Unanswerable):
+            check_answerable(request_id, server="s", conn="c", digest="d")
+    check_answerable("ordinary", server="s", conn="c", digest="d")
+    check_answerable(10**30, server="s", conn="c", digest="d")
+
+
+def test_the_request_digest_is_over_the_exact_body() -> None:
+    from dmcp_aws.wire import request_digest
+
+    assert request_digest('{"a":1}') != request_digest('{"a": 1}')
+    assert len(request_digest("x")) == 64

@@ -12,6 +12,7 @@ from mcp.server.lowlevel.server import Server
 from mcp_types import METHOD_NOT_FOUND, ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCRequest
 
 from dmcp_aws.lambda_handler import LambdaHandler
+from dmcp_aws.request_context import QueueRequest
 from dmcp_aws.wire import Attr
 from dmcp_aws.worker import ReplyChannel, Worker, _LoopResources
 
@@ -25,6 +26,8 @@ class CatchAllWorker(Worker):
         channel: ReplyChannel,
         request: JSONRPCRequest,
         attributes: Mapping[str, str],
+        context: QueueRequest,
+        budget_ms: int,
     ) -> JSONRPCMessage:
         target = attributes.get(Attr.SERVER)
         message = (

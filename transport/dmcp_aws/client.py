@@ -6,16 +6,28 @@
 
 Requests go to the request topic (routed on `mcp.server`) or straight to a server's request
 queue. Answers come back on a reply queue the client names: one given to it
-(`reply_queue_url=`), or one it creates for the connection under the reply prefix and deletes on
-close. A reader task long-polls the reply queue (no sleep between polls), hands each message to
-the session and deletes it after hand-off, in batches. An AWS error or a deleted reply queue
-ends the read stream with the error, so waiting calls fail instead of hanging.
+(`reply_queue_url=`), or one it creates for the connection under the reply prefix (encrypted,
+TLS-only) and deletes on close. A reader task long-polls the reply queue (no sleep between
+polls), hands each message to the session and deletes it after hand-off, in batches.
+
+Trust: each connection instance mints a secret (`dmcp.conn`) that appears in no queue name or
+log line. A message reaches the session only if it carries that secret and the digest of a
+request this connection sent and still waits for (`dmcp.request-digest`), so nobody can forge
+an answer into another client's call. Everything else is deleted (on a per-connection queue)
+or, on a shared provisioned queue, left to its owner with a growing back-off and deleted once
+stale.
+
+Every request has a deadline (`request_timeout`): when it passes the call fails with an error
+naming the request, the server and the reply queue, and a late answer is dropped. An AWS error or
+a deleted reply queue ends the read stream with the error, so waiting calls fail, not hang.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -23,6 +35,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aioboto3
 import anyio
@@ -33,6 +46,7 @@ from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.message import ClientMessageMetadata, SessionMessage
 from mcp_types import (
     INTERNAL_ERROR,
+    REQUEST_TIMEOUT,
     ErrorData,
     JSONRPCError,
     JSONRPCNotification,
@@ -43,7 +57,14 @@ from mcp_types import (
 )
 
 from dmcp_aws.errors import WireError
-from dmcp_aws.wire import Attr, decode, encode_request, from_sqs_attributes, to_sqs_attributes
+from dmcp_aws.wire import (
+    Attr,
+    decode,
+    encode_request,
+    from_sqs_attributes,
+    request_digest,
+    to_sqs_attributes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +79,16 @@ _FATAL_CODES: Final = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied", "AccessDeniedException"}
 )
 _CLOCK_SLACK_MS: Final = 5_000
+DEFAULT_REQUEST_TIMEOUT_S: Final = 120.0
+"""How long a request waits for its answer unless the caller says otherwise."""
+QUEUE_NAME_RANDOM_HEX: Final = 16
+"""Random hex digits of a per-connection queue's name (`CONNECTION_QUEUE_RANDOM_CHARS`)."""
+_TOUCH_EVERY_S: Final = 300.0
+"""How often a connection marks its per-connection queue as alive for the orphan sweeper."""
+_REPLY_RETENTION_S: Final = "3600"
+_FOREIGN_MAX_RECEIVES: Final = 20
+"""A well-formed reply of another connection on a shared provisioned queue is deleted once it
+was passed over this often (with back-off, about ten minutes): its owner is gone."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +124,7 @@ async def sqs_client_transport(
     endpoint_url: str | None = None,
     region_name: str | None = None,
     wait_time_seconds: int = 20,
-    connection_id: str | None = None,
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT_S,
 ) -> AsyncIterator[TransportStreams]:
     """Connect to a dMCP server over SNS/SQS; yields `(read_stream, write_stream)`.
 
@@ -106,11 +137,11 @@ async def sqs_client_transport(
         endpoint_url: AWS endpoint override, for local stacks.
         region_name: AWS region, when the session does not set one.
         wait_time_seconds: long-poll duration for the reply queue (1-20).
-        connection_id: the `dmcp.conn` of this connection (default: 32 random hex digits);
-            it correlates the connection's requests in the workers' logs.
+        request_timeout: seconds a request waits for its answer before it fails with a
+            timeout error (`REQUEST_TIMEOUT`); None waits for ever.
     """
     session = session or aioboto3.Session()
-    conn = connection_id or secrets.token_hex(16)
+    conn = secrets.token_hex(16)  # the connection's secret: fresh for every connection instance
     async with AsyncExitStack() as stack:
         sqs = await stack.enter_async_context(
             session.client("sqs", endpoint_url=endpoint_url, region_name=region_name)
@@ -120,10 +151,14 @@ async def sqs_client_transport(
             sns = await stack.enter_async_context(
                 session.client("sns", endpoint_url=endpoint_url, region_name=region_name)
             )
+        owned = reply_queue_url is None
         if reply_queue_url is None:
-            reply_queue_url = await _create_reply_queue(sqs, f"{reply_prefix}{conn}")
+            name = f"{reply_prefix}{secrets.token_hex(QUEUE_NAME_RANDOM_HEX // 2)}"
+            reply_queue_url = await _create_reply_queue(sqs, name, _queue_arn(target, name))
             stack.push_async_callback(_delete_reply_queue, sqs, reply_queue_url)
-        connection = _Connection(target, conn, reply_queue_url, sqs, sns, wait_time_seconds)
+        connection = _Connection(
+            target, conn, reply_queue_url, sqs, sns, wait_time_seconds, owned=owned, timeout=request_timeout
+        )
         async with anyio.create_task_group() as tg:
             read_stream, write_stream = connection.start(tg)
             try:
@@ -132,19 +167,46 @@ async def sqs_client_transport(
                 tg.cancel_scope.cancel()
 
 
+@dataclass
+class _Pending:
+    """A request this connection sent and still waits for."""
+
+    method: str
+    digest: str
+    progress_token: ProgressToken | None
+    deadline: float
+    """`time.monotonic()` after which the call fails (`math.inf`: never)."""
+
+
 class _Connection:
     """The two pumps of one transport connection and the state they share."""
 
-    def __init__(self, target: Target, conn: str, reply_url: str, sqs: Any, sns: Any, wait_time: int) -> None:
+    def __init__(
+        self,
+        target: Target,
+        conn: str,
+        reply_url: str,
+        sqs: Any,
+        sns: Any,
+        wait_time: int,
+        *,
+        owned: bool,
+        timeout: float | None,
+    ) -> None:
         self.target = target
         self.conn = conn
         self.reply_url = reply_url
+        self.reply_name = reply_url.rstrip("/").rsplit("/", 1)[-1]
         self.sqs = sqs
         self.sns = sns
         self.wait_time = wait_time
+        self.owned = owned
+        """Whether the reply queue is this connection's own (created for it): nothing else's is in it."""
+        self.timeout = timeout
         self.started_ms = int(time.time() * 1000)
         self._read_send: MemoryObjectSendStream[SessionMessage | Exception] | None = None
-        self._progress_token_of: OrderedDict[RequestId, ProgressToken] = OrderedDict()
+        self._pending: dict[RequestId, _Pending] = {}
+        self._pending_by_digest: dict[str, RequestId] = {}
         self._finished_tokens: OrderedDict[ProgressToken, None] = OrderedDict()
 
     def start(self, tg: TaskGroup) -> TransportStreams:
@@ -153,6 +215,10 @@ class _Connection:
         self._read_send = read_send
         tg.start_soon(self._read_replies, read_send)
         tg.start_soon(self._write_requests, write_recv)
+        if self.timeout is not None:
+            tg.start_soon(self._expire_overdue)
+        if self.owned:
+            tg.start_soon(self._keep_alive)
         return read_recv, write_send
 
     async def _read_replies(self, read_send: MemoryObjectSendStream[SessionMessage | Exception]) -> None:
@@ -183,51 +249,124 @@ class _Connection:
             MaxNumberOfMessages=10,
             WaitTimeSeconds=self.wait_time,
             MessageAttributeNames=["All"],
-            AttributeNames=["SentTimestamp"],
+            AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
         )
-        handed_off: list[Mapping[str, Any]] = []
+        done: list[Mapping[str, Any]] = []
         for raw in response.get("Messages", []):
             attributes = from_sqs_attributes(raw.get("MessageAttributes"))
-            if attributes.get(Attr.CONN) != self.conn and not self._stale(raw):
-                await self._release(raw)  # another live connection's reply: leave it to its owner
+            if attributes.get(Attr.CONN) != self.conn:
+                if self._leave_to_owner(raw, attributes):
+                    await self._release(raw)
+                else:
+                    done.append(raw)
                 continue
-            item = self._accept(raw, attributes)
-            if item is not None:
-                await read_send.send(item)
-            handed_off.append(raw)
-        if handed_off:
-            await self._delete(handed_off)
+            message = self._accept(raw, attributes)
+            if message is not None:
+                await read_send.send(message)
+            done.append(raw)
+        if done:
+            await self._delete(done)
 
-    def _stale(self, raw: Mapping[str, Any]) -> bool:
-        """Whether a message was sent before this connection started (no live owner is waiting)."""
-        sent = raw.get("Attributes", {}).get("SentTimestamp")
-        return sent is not None and int(sent) < self.started_ms - _CLOCK_SLACK_MS
+    def _leave_to_owner(self, raw: Mapping[str, Any], attributes: Mapping[str, str]) -> bool:
+        """Whether a message that is not this connection's may belong to another live one.
 
-    def _accept(
-        self, raw: Mapping[str, Any], attributes: Mapping[str, str]
-    ) -> SessionMessage | Exception | None:
-        """What to hand to the session for one received message (None: drop it)."""
+        Only a shared provisioned queue holds other connections' replies; there a well-formed,
+        recent one is left to its owner, and anything else (junk, sent before this connection
+        started, passed over too often) is deleted, so a flood cannot cycle for ever.
+        """
+        if self.owned or not attributes.get(Attr.CONN) or Attr.REQUEST_DIGEST not in attributes:
+            return False
+        system = raw.get("Attributes", {})
+        sent = int(system.get("SentTimestamp", 0))
+        receives = int(system.get("ApproximateReceiveCount", 1))
+        return sent >= self.started_ms - _CLOCK_SLACK_MS and receives < _FOREIGN_MAX_RECEIVES
+
+    def _accept(self, raw: Mapping[str, Any], attributes: Mapping[str, str]) -> SessionMessage | None:
+        """The message to hand to the session, or None when it answers no live request of ours."""
         if attributes.get(Attr.CONN) != self.conn:
-            logger.debug("dropped a stale reply of an earlier connection (%s)", attributes.get(Attr.CONN))
             return None
         try:
-            inbound = decode(raw.get("Body", ""), attributes)
+            message = decode(raw.get("Body", ""), attributes).message
         except WireError as exc:
-            return exc
-        message = inbound.message
-        if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
-            token = self._progress_token_of.pop(message.id, None)
-            if token is not None:
-                _remember(self._finished_tokens, token, None)
-        elif _progress_token(message) in self._finished_tokens:
-            logger.debug("dropped progress that arrived after its result")
+            logger.warning("dropped an undecodable reply: %s", exc)
             return None
-        return SessionMessage(message)
+        digest = attributes.get(Attr.REQUEST_DIGEST)
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            answered = message.id
+            pending = self._pending.get(answered) if answered is not None else None
+            if answered is None or pending is None or pending.digest != digest:
+                logger.debug("dropped an answer that belongs to no waiting request (id %r)", answered)
+                return None
+            self._finish(answered)
+            return SessionMessage(message)
+        if isinstance(message, JSONRPCNotification) and digest in self._pending_by_digest:
+            pending = self._pending[self._pending_by_digest[digest]]
+            token = _progress_token(message)
+            if message.method == "notifications/progress" and token != pending.progress_token:
+                logger.debug("dropped progress whose token is not its request's")
+                return None
+            return SessionMessage(message)
+        logger.debug("dropped %s: it belongs to no waiting request", getattr(message, "method", "a message"))
+        return None
+
+    def _expect(self, request: JSONRPCRequest, digest: str) -> None:
+        """Remember a request about to be sent, so its answer and notifications are recognised."""
+        token = ((request.params or {}).get("_meta") or {}).get("progressToken")
+        if token is not None:
+            self._finished_tokens.pop(token, None)  # a reused token is live again
+        deadline = time.monotonic() + self.timeout if self.timeout is not None else math.inf
+        self._finish(request.id)
+        self._pending[request.id] = _Pending(request.method, digest, token, deadline)
+        self._pending_by_digest[digest] = request.id
+
+    def _finish(self, request_id: RequestId) -> _Pending | None:
+        """Stop waiting for a request; its late progress and answers are dropped from now on."""
+        pending = self._pending.pop(request_id, None)
+        if pending is not None:
+            self._pending_by_digest.pop(pending.digest, None)
+            if pending.progress_token is not None:
+                _remember(self._finished_tokens, pending.progress_token, None)
+        return pending
+
+    async def _expire_overdue(self) -> None:
+        """Fail each request whose deadline has passed with a timeout error naming what waited."""
+        while True:
+            await anyio.sleep(min(1.0, self.timeout or 1.0))
+            now = time.monotonic()
+            for request_id in [i for i, p in self._pending.items() if p.deadline <= now]:
+                pending = self._finish(request_id)
+                if pending is None:
+                    continue
+                message = (
+                    f"no answer to {pending.method} (id {request_id!r}) from server {self.target.server!r} "
+                    f"within {self.timeout:g} s; replies were awaited on {self.reply_name}. A request the "
+                    "server cannot answer is in its dead-letter queue with the reason (`dmcp dlq`)."
+                )
+                error = ErrorData(code=REQUEST_TIMEOUT, message=message)
+                logger.warning("%s", message)
+                await self._tell_session(
+                    SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
+                )
+
+    async def _keep_alive(self) -> None:
+        """Mark the per-connection queue as in use, so the orphan sweeper leaves it alone."""
+        while True:
+            await anyio.sleep(_TOUCH_EVERY_S)
+            try:
+                await self.sqs.set_queue_attributes(
+                    QueueUrl=self.reply_url, Attributes={"MessageRetentionPeriod": _REPLY_RETENTION_S}
+                )
+            except Exception as exc:
+                logger.warning("could not mark reply queue %s as in use: %s", self.reply_name, exc)
 
     async def _release(self, raw: Mapping[str, Any]) -> None:
+        """Leave another connection's reply for its owner, backing off each time it is passed over."""
+        receives = int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
             await self.sqs.change_message_visibility(
-                QueueUrl=self.reply_url, ReceiptHandle=raw["ReceiptHandle"], VisibilityTimeout=1
+                QueueUrl=self.reply_url,
+                ReceiptHandle=raw["ReceiptHandle"],
+                VisibilityTimeout=min(30, 2 ** min(receives, 5)),
             )
         except Exception as exc:
             logger.debug("could not release another connection's reply: %s", exc)
@@ -249,11 +388,6 @@ class _Connection:
     async def _publish_one(self, session_message: SessionMessage, limiter: anyio.Semaphore) -> None:
         message = session_message.message
         try:
-            if isinstance(message, JSONRPCRequest):
-                token = ((message.params or {}).get("_meta") or {}).get("progressToken")
-                if token is not None:
-                    self._finished_tokens.pop(token, None)  # a reused token is live again
-                    _remember(self._progress_token_of, message.id, token)
             wire = encode_request(
                 message,
                 server=self.target.server,
@@ -261,11 +395,17 @@ class _Connection:
                 conn=self.conn,
                 protocol_version=_protocol_version_header(session_message),
             )
+            if isinstance(message, JSONRPCRequest):
+                self._expect(message, request_digest(wire.body))
+            elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+                cancelled = (message.params or {}).get("requestId")
+                if isinstance(cancelled, str | int):
+                    self._finish(cancelled)
             await self._send(wire.body, wire.attributes)
         except Exception as exc:
             logger.warning("could not send %s: %s", getattr(message, "method", "message"), exc)
             if isinstance(message, JSONRPCRequest):
-                self._progress_token_of.pop(message.id, None)
+                self._finish(message.id)
                 error = ErrorData(
                     code=INTERNAL_ERROR, message=f"dMCP transport could not send the request: {exc}"
                 )
@@ -327,10 +467,46 @@ def _protocol_version_header(session_message: SessionMessage) -> str | None:
     return None
 
 
-async def _create_reply_queue(sqs: Any, name: str) -> str:
+def _queue_arn(target: Target, name: str) -> str:
+    """The ARN a queue named `name` gets beside the target (same partition, region, account)."""
+    if isinstance(target, TopicTarget):
+        parts = target.topic_arn.split(":")
+        return f"arn:{parts[1]}:sqs:{parts[3]}:{parts[4]}:{name}"
+    url = urlsplit(target.queue_url)
+    segments = url.path.strip("/").split("/")
+    host = url.netloc.split(".")
+    aws_region = host[1] if host[0] == "sqs" and len(host) > 2 else "*"
+    # LocalStack's path strategy: /queue/<region>/<account>/<name>
+    region = segments[1] if len(segments) == 4 else aws_region
+    return f"arn:aws:sqs:{region}:{segments[-2]}:{name}"
+
+
+def tls_only_policy(queue_arn: str) -> dict[str, Any]:
+    """The queue policy every dMCP queue has: refuse any request not made over TLS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+async def _create_reply_queue(sqs: Any, name: str, arn: str) -> str:
+    """Create a per-connection reply queue, encrypted (SSE-SQS) and TLS-only from the start."""
     response = await sqs.create_queue(
         QueueName=name,
-        Attributes={"SqsManagedSseEnabled": "true", "MessageRetentionPeriod": "3600"},
+        Attributes={
+            "SqsManagedSseEnabled": "true",
+            "MessageRetentionPeriod": _REPLY_RETENTION_S,
+            "Policy": json.dumps(tls_only_policy(arn)),
+        },
     )
     return str(response["QueueUrl"])
 

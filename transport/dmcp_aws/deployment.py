@@ -19,8 +19,16 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONNECTION_QUEUE_PREFIX: Final = "conn-"
-"""Per-connection reply queues are named `<reply prefix>conn-<id>`: clients may create and delete
-those, which can never be another client's provisioned queue `<reply prefix><client name>`."""
+"""Per-connection reply queues are named `<reply prefix>conn-<client>_<random>`: a client may create
+and delete only those under its own `<reply prefix>conn-<client>_`, which can never be another
+client's provisioned queue `<reply prefix><client name>` nor another client's connection queue
+(client names have no `_`)."""
+
+CONNECTION_QUEUE_SEPARATOR: Final = "_"
+CONNECTION_QUEUE_RANDOM_CHARS: Final = 16
+"""Hex digits of randomness the client transport appends to its connection-queue prefix (the
+name is not a secret: the connection's secret `dmcp.conn` is minted separately)."""
+MAX_QUEUE_NAME: Final = 80
 
 UNROUTED: Final = "unrouted"
 """Reserved server name of the catch-all that answers requests for servers nobody serves."""
@@ -50,8 +58,11 @@ class ServerSpec(_Strict):
     batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
     max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 5
     """Most concurrent worker invocations the queue may drive (Lambda's floor is 2)."""
-    max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 3
-    """Deliveries before a message that keeps failing moves to the dead-letter queue."""
+    max_receive_count: Annotated[int, Field(ge=1, le=999)] = 3
+    """Deliveries that may run a request that keeps failing. The queue's redrive policy allows one
+    more (`LAST_WORD_DELIVERIES`): in it the worker only answers the client with an error and
+    moves the message to the dead-letter queue with its reason, so a worker that died on the
+    last try still leaves a visible outcome."""
 
     @model_validator(mode="after")
     def _batching(self) -> ServerSpec:
@@ -81,6 +92,9 @@ class Deployment(_Strict):
     idempotency: bool = True
     """Keep a DynamoDB ledger of served requests so a redelivered request runs once. Switch it off
     where DynamoDB is not available (LocalStack offline); delivery is then at least once."""
+    orphan_queue_idle_s: Annotated[int, Field(ge=900, le=14 * 24 * 3600)] = 3600
+    """A per-connection reply queue no client has touched for this long is deleted by the sweeper
+    (a live connection touches its queue every few minutes)."""
     architecture: Literal["arm64", "x86_64", "host"] = "arm64"
     """The worker functions' CPU architecture; `host` is this machine's (for LocalStack in host
     mode, which runs the functions' compiled dependencies natively)."""
@@ -107,6 +121,13 @@ class Deployment(_Strict):
             raise ValueError(
                 f"client names starting with {CONNECTION_QUEUE_PREFIX!r} are reserved: {reserved}"
             )
+        for client in self.clients:
+            longest = len(self.client_connection_prefix(client.name)) + CONNECTION_QUEUE_RANDOM_CHARS
+            if longest > MAX_QUEUE_NAME:
+                raise ValueError(
+                    f"client {client.name!r}: connection queue names would be {longest} characters "
+                    f"(SQS allows {MAX_QUEUE_NAME}); shorten the reply prefix or the client name"
+                )
         return self
 
     @property
@@ -118,6 +139,11 @@ class Deployment(_Strict):
     def connection_queue_prefix(self) -> str:
         """The prefix clients create their per-connection reply queues under."""
         return f"{self.reply_prefix}{CONNECTION_QUEUE_PREFIX}"
+
+    def client_connection_prefix(self, client: str) -> str:
+        """The prefix client `client` creates its per-connection reply queues under; its IAM
+        policy covers exactly `<this prefix>*`."""
+        return f"{self.connection_queue_prefix}{client}{CONNECTION_QUEUE_SEPARATOR}"
 
     def server(self, name: str) -> ServerSpec:
         for spec in self.servers:
@@ -162,10 +188,13 @@ class QueueSpec:
 
 @dataclass(frozen=True)
 class SubscriptionSpec:
-    """A raw-delivery subscription of a request queue to the request topic."""
+    """A raw-delivery subscription of a request queue to the request topic.
+
+    `dead_letter_queue` receives what SNS cannot deliver to the queue (its redrive policy)."""
 
     queue: str
     filter_policy: dict[str, Any]
+    dead_letter_queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +222,9 @@ class Topology:
 
 CATCH_ALL_HANDLER: Final = "dmcp_aws.catch_all.handler"
 
+LAST_WORD_DELIVERIES: Final = 1
+"""Deliveries a request queue allows beyond a server's `max_receive_count` (see there)."""
+
 VISIBILITY_PER_TIMEOUT: Final = 6
 """AWS's advice: a queue's visibility timeout is at least six times its function's timeout."""
 
@@ -215,11 +247,11 @@ def topology(deployment: Deployment) -> Topology:
                 requests,
                 "requests",
                 dead_letter_queue=dlq,
-                max_receive_count=spec.max_receive_count,
+                max_receive_count=spec.max_receive_count + LAST_WORD_DELIVERIES,
                 visibility_timeout_s=VISIBILITY_PER_TIMEOUT * spec.timeout_s,
             )
         )
-        result.subscriptions.append(SubscriptionSpec(requests, policy))
+        result.subscriptions.append(SubscriptionSpec(requests, policy, dead_letter_queue=dlq))
         result.workers.append(WorkerSpec(spec.name, spec.handler, requests, dlq, spec))
     for client in deployment.clients:
         suffix = ".fifo" if client.fifo else ""

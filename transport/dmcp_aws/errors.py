@@ -48,3 +48,9 @@ class ForbiddenReplyAddress(WireError):
     """`dmcp.reply-to` is not a queue this deployment may reply to."""
 
     reason = "forbidden-reply-address"
+
+
+class Unanswerable(WireError):
+    """No reply can carry the answer (its id is too large or not encodable as UTF-8 JSON)."""
+
+    reason = "unanswerable"

@@ -1,37 +1,36 @@
-"""Execute each request once: a ledger of (`dmcp.conn`, JSON-RPC id) in DynamoDB.
+"""Execute each request once: a ledger of requests in DynamoDB, keyed by what cannot be forged.
 
 Delivery is at least once (SNS and SQS may duplicate, a crashed batch is redelivered). The
 ledger uses aws-lambda-powertools' DynamoDB idempotency persistence layer (conditional writes,
-expiry, in-progress expiry, payload validation) so that a duplicate of a finished request gets
-the stored answer again instead of running twice:
+expiry, in-progress expiry) so that a duplicate of a finished request gets the stored answer
+again instead of running twice:
 
-    >>> ledger = RequestLedger("dmcp-idempotency", function_name="example")
+    >>> claim = Claim.of(conn, reply_to, request_digest(body))
     >>> stored = await ledger.begin(claim, remaining_ms=25_000)   # None: go ahead and serve
     >>> await ledger.complete(claim, reply_dict)                   # or ledger.abandon(claim, exc)
 
-The key is (connection, id); the claim also carries a fingerprint of what was asked (method,
-params, reply address), so a request that reuses an id for something else is refused instead
-of being sent another request's answer.
+The key is a hash of (connection secret, reply queue, SHA-256 of the exact request body). Only
+the same request of the same connection instance, answered to the same queue, shares it: a
+client that guesses or learns another connection's id cannot claim that connection's keys
+(its requests' bodies differ) nor be handed its answers (its reply queue differs), and a new
+connection never meets an earlier one's answers (every connection mints a new secret).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyItemAlreadyExistsError,
-    IdempotencyValidationError,
-)
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
-from mcp_types import RequestId
 
 DEFAULT_EXPIRY_S: Final = 3600
 """How long a finished request's answer is kept to answer duplicates."""
+_UNKNOWN_HOLD_MS: Final = 30_000
 
 
 class RequestInProgress(Exception):
@@ -39,28 +38,25 @@ class RequestInProgress(Exception):
 
     reason = "request-in-progress"
 
-
-class RequestIdReused(Exception):
-    """The connection already used this id for a different request."""
-
-    reason = "request-id-reused"
+    def __init__(self, message: str, *, remaining_ms: int) -> None:
+        super().__init__(message)
+        self.remaining_ms = remaining_ms
+        """How long the holder's claim lasts: after that the request may be served again."""
 
 
 @dataclass(frozen=True)
 class Claim:
-    """What the ledger records about one request."""
+    """One request in the ledger: its key (also the idempotency key tools receive)."""
 
-    conn: str
-    id: RequestId
-    fingerprint: str
+    key: str
 
     @classmethod
-    def of(cls, conn: str, request_id: RequestId, method: str, params: Any, reply_to: str) -> Claim:
-        asked = json.dumps([method, params, reply_to], sort_keys=True, separators=(",", ":"), default=str)
-        return cls(conn, request_id, hashlib.sha256(asked.encode()).hexdigest())
+    def of(cls, conn: str, reply_to: str, digest: str) -> Claim:
+        material = "\n".join((conn, reply_to, digest))
+        return cls(hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest())
 
     def data(self) -> dict[str, Any]:
-        return {"conn": self.conn, "id": self.id, "fingerprint": self.fingerprint}
+        return {"key": self.key}
 
 
 class RequestLedger:
@@ -71,10 +67,7 @@ class RequestLedger:
     ) -> None:
         self.store = DynamoDBPersistenceLayer(table_name=table_name)
         config = IdempotencyConfig(
-            event_key_jmespath="[conn, id]",
-            payload_validation_jmespath="fingerprint",
-            expires_after_seconds=expires_after_s,
-            raise_on_no_idempotency_key=True,
+            event_key_jmespath="key", expires_after_seconds=expires_after_s, raise_on_no_idempotency_key=True
         )
         self.store.configure(config, key_prefix=f"dmcp#{function_name}")
 
@@ -82,21 +75,20 @@ class RequestLedger:
         """Claim a request: None to serve it, the stored answer if it was served already.
 
         `remaining_ms` bounds the claim: if this worker dies, the request may be served again
-        once that time has passed. Raises `RequestInProgress` while another worker holds it and
-        `RequestIdReused` if the id was used for a different request.
+        once that time has passed. Raises `RequestInProgress` (with the claim's remaining time)
+        while another delivery holds it.
         """
         data = claim.data()
         try:
-            try:
-                await anyio.to_thread.run_sync(self.store.save_inprogress, data, remaining_ms)
-                return None
-            except IdempotencyItemAlreadyExistsError as exists:
-                record = exists.old_data_record or await anyio.to_thread.run_sync(self.store.get_record, data)
-        except IdempotencyValidationError:
-            raise RequestIdReused(f"request id {claim.id!r} was used for a different request") from None
+            await anyio.to_thread.run_sync(self.store.save_inprogress, data, remaining_ms)
+            return None
+        except IdempotencyItemAlreadyExistsError as exists:
+            record = exists.old_data_record or await anyio.to_thread.run_sync(self.store.get_record, data)
         if record is not None and record.status == STATUS_CONSTANTS["COMPLETED"]:
             return record.response_json_as_dict()
-        raise RequestInProgress(f"request {claim.id!r} of connection {claim.conn} is being served")
+        expiry = getattr(record, "in_progress_expiry_timestamp", None)
+        left = int(float(expiry) - time.time() * 1000) if expiry else _UNKNOWN_HOLD_MS
+        raise RequestInProgress(f"request {claim.key[:12]} is being served", remaining_ms=max(0, left))
 
     async def complete(self, claim: Claim, answer: dict[str, Any]) -> None:
         """Record the answer of a served request."""

@@ -74,7 +74,8 @@ class LambdaHandler:
                 append=True, function_request_id=getattr(context, "aws_request_id", None)
             )
         metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=self.service)
-        processor = AsyncBatchProcessor(event_type=EventType.SQS)
+        # Every record failing is still a partial-batch answer (all ids), not an exception.
+        processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         with outcome_sink(lambda outcome: metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)):
             response = async_process_partial_response(event, self.worker.handle_record, processor, context)
         metrics.add_metric(

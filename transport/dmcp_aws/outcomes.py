@@ -22,7 +22,13 @@ class Outcome(StrEnum):
     """A duplicate delivery answered with the stored answer, not run again."""
     DUPLICATE_DROPPED = "DuplicateDropped"
     """A duplicate delivery of a request another delivery is being served for (it answers)."""
+    DEFERRED = "DeferredWhileInProgress"
+    """A duplicate delivery of a request another delivery holds: hidden until the claim ends."""
+    ROUTED_ELSEWHERE = "RoutedElsewhere"
+    """A copy SNS also delivered to the worker that answers it (a `String.Array` `mcp.server`)."""
     DEAD_LETTERED = "DeadLettered"
+    REPLY_QUEUE_GONE = "ReplyQueueGone"
+    """The answer's per-connection reply queue was deleted: its client left (not poison)."""
     CLIENT_NOTIFICATION = "ClientNotification"
 
 

@@ -11,6 +11,7 @@ its body; transport metadata travels in String message attributes:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from dmcp_aws.errors import MalformedBody, PayloadTooLarge, UnsupportedWireVersion
+from dmcp_aws.errors import MalformedBody, PayloadTooLarge, Unanswerable, UnsupportedWireVersion
 
 WIRE_VERSION: Final = "1"
 
@@ -48,6 +49,9 @@ class Attr(StrEnum):
     REPLY_TO = "dmcp.reply-to"
     CONN = "dmcp.conn"
     PAYLOAD = "dmcp.payload"
+    REQUEST_DIGEST = "dmcp.request-digest"
+    """On replies: `request_digest` of the request body they answer. The client transport hands
+    the session only replies whose digest is that of a request it sent and still waits for."""
     DLQ_REASON = "dmcp.dlq-reason"
     """Set only on a message a worker moved to a dead-letter queue: why it could not be answered."""
 
@@ -88,6 +92,11 @@ class InboundMessage:
 
     def attribute(self, name: Attr) -> str | None:
         return self.attributes.get(name)
+
+
+def request_digest(body: str) -> str:
+    """The SHA-256 (hex) of a request body exactly as sent: binds every reply to its request."""
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def dump_message(message: JSONRPCMessage) -> str:
@@ -137,22 +146,68 @@ def encode_request(
     return _checked(WireMessage(dump_message(message), attributes))
 
 
-def encode_reply(message: JSONRPCMessage, *, server: str, conn: str) -> WireMessage:
-    """Encode a server-to-client message (notification, response or error) for a reply queue."""
-    attributes = {Attr.VERSION.value: WIRE_VERSION, Attr.SERVER.value: server, Attr.CONN.value: conn}
-    return _checked(WireMessage(dump_message(message), attributes))
+def encode_reply(message: JSONRPCMessage, *, server: str, conn: str, digest: str) -> WireMessage:
+    """Encode a server-to-client message (notification, response or error) for a reply queue.
 
-
-def encode_answer(message: JSONRPCMessage, *, server: str, conn: str) -> WireMessage:
-    """Encode a reply; a response too large for one message becomes an error with its id."""
+    `digest` is the `request_digest` of the request the message belongs to. Raises
+    `PayloadTooLarge`, or `Unanswerable` for a message that cannot be serialised at all (e.g. a
+    lone surrogate in a string).
+    """
+    attributes = {
+        Attr.VERSION.value: WIRE_VERSION,
+        Attr.SERVER.value: server,
+        Attr.CONN.value: conn,
+        Attr.REQUEST_DIGEST.value: digest,
+    }
     try:
-        return encode_reply(message, server=server, conn=conn)
-    except PayloadTooLarge as exc:
+        body = dump_message(message)
+        body.encode()
+    except (ValueError, UnicodeError) as exc:
+        raise Unanswerable(f"the message cannot be encoded as UTF-8 JSON: {exc}") from None
+    return _checked(WireMessage(body, attributes))
+
+
+def encode_answer(message: JSONRPCMessage, *, server: str, conn: str, digest: str) -> WireMessage:
+    """Encode a reply; a response that is too large or cannot be encoded becomes an error with its id.
+
+    Raises `WireError` only when not even that error can be sent (`Unanswerable`: the request's
+    own id is too large or not encodable), or for a notification that cannot be sent.
+    """
+    try:
+        return encode_reply(message, server=server, conn=conn, digest=digest)
+    except (PayloadTooLarge, Unanswerable) as exc:
         request_id = getattr(message, "id", None)
         if isinstance(message, JSONRPCNotification) or request_id is None:
             raise
-        error = ErrorData(code=INTERNAL_ERROR, message=f"the result is too large to send: {exc}")
-        return encode_reply(JSONRPCError(jsonrpc="2.0", id=request_id, error=error), server=server, conn=conn)
+        what = "too large" if isinstance(exc, PayloadTooLarge) else "not encodable"
+        error = ErrorData(code=INTERNAL_ERROR, message=f"the result is {what} to send: {exc}")
+        try:
+            return encode_reply(
+                JSONRPCError(jsonrpc="2.0", id=request_id, error=error),
+                server=server,
+                conn=conn,
+                digest=digest,
+            )
+        except (PayloadTooLarge, Unanswerable) as again:
+            raise Unanswerable(
+                f"not even an error can answer request id of this size or form: {again}"
+            ) from None
+
+
+def check_answerable(request_id: RequestId, *, server: str, conn: str, digest: str) -> None:
+    """Raise `Unanswerable` if no reply could carry `request_id` (too long, or not encodable).
+
+    Checked before a request runs, so a request that could never be answered is dead-lettered
+    without running its tool."""
+    if isinstance(request_id, int) or (len(request_id) < 1024 and request_id.isascii()):
+        return
+    error = ErrorData(code=INTERNAL_ERROR, message="x" * 200)
+    try:
+        encode_reply(
+            JSONRPCError(jsonrpc="2.0", id=request_id, error=error), server=server, conn=conn, digest=digest
+        )
+    except (PayloadTooLarge, Unanswerable) as exc:
+        raise Unanswerable(f"the request id cannot be carried by any reply: {exc}") from None
 
 
 def decode(body: str | bytes, attributes: Mapping[str, str]) -> InboundMessage:
@@ -171,6 +226,11 @@ def decode(body: str | bytes, attributes: Mapping[str, str]) -> InboundMessage:
         decoded: Any = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedBody(f"body is not UTF-8 JSON: {exc}") from None
+    if isinstance(decoded, dict) and "id" in decoded and _usable_id(decoded) is None:
+        # Without this, a request with a float/bool/null/object id validates as a notification.
+        raise MalformedBody(
+            f"the JSON-RPC id must be a string or an integer, not {_json_type(decoded['id'])}"
+        )
     try:
         message = jsonrpc_message_adapter.validate_python(decoded)
     except ValidationError:
@@ -202,6 +262,11 @@ def _checked(wire: WireMessage) -> WireMessage:
     if wire.size > MAX_MESSAGE_BYTES:
         raise PayloadTooLarge(f"message is {wire.size} bytes; SQS/SNS accept at most {MAX_MESSAGE_BYTES}")
     return wire
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", float: "a number with a fraction", dict: "an object", list: "an array"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _usable_id(decoded: Any) -> RequestId | None:

@@ -4,10 +4,17 @@
     >>> await worker.handle_record(record)   # raises only for failures worth retrying
 
 For each record: check the reply address, decode, serve the request in its protocol
-generation, send request-scoped notifications and then the response to `dmcp.reply-to`.
-A record that cannot be answered (undecodable, no or forbidden reply address) is moved to the
-source queue's dead-letter queue at once with the reason in `dmcp.dlq-reason`; a transient
-failure raises, so the batch reports it and SQS redelivers it.
+generation, send request-scoped notifications and then the response to `dmcp.reply-to`, each
+reply carrying the request's digest (`dmcp.request-digest`) so the client can tell it belongs to
+a request it sent. Every record ends in exactly one visible outcome:
+- answered (a result or a JSON-RPC error with the request's own id);
+- dead-lettered at once with the reason in `dmcp.dlq-reason` when it cannot be answered
+  (undecodable, no or forbidden reply address, an id no reply can carry, a reply queue that
+  refuses us);
+- retried (the record is reported failed) after a transient failure; on its last allowed
+  delivery the client is answered with an error and the record dead-lettered with the reason;
+- deferred, when another delivery of the same request holds its claim in the ledger: hidden
+  until that claim ends, never deleted while the request is unanswered.
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aioboto3
+import anyio
 from botocore.exceptions import ClientError
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     ErrorData,
     JSONRPCError,
@@ -38,18 +47,33 @@ from mcp_types import (
     jsonrpc_message_adapter,
 )
 
+from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX, UNROUTED
 from dmcp_aws.errors import MissingAttribute, UnsupportedWireVersion, WireError
-from dmcp_aws.idempotency import Claim, RequestIdReused, RequestInProgress, RequestLedger
+from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger
 from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
+from dmcp_aws.request_context import QueueRequest, serving
+from dmcp_aws.routing import Routing, route
 from dmcp_aws.serving import serve_request
-from dmcp_aws.wire import Attr, InboundMessage, decode, encode_answer, from_sqs_attributes, to_sqs_attributes
+from dmcp_aws.wire import (
+    Attr,
+    InboundMessage,
+    check_answerable,
+    decode,
+    encode_answer,
+    from_sqs_attributes,
+    request_digest,
+    to_sqs_attributes,
+)
 
 logger = logging.getLogger(__name__)
 
 _QUEUE_GONE: Final = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _FORBIDDEN: Final = frozenset({"AccessDenied", "AccessDeniedException", "KMS.AccessDeniedException"})
 _MAX_ATTRIBUTES: Final = 10
+_DEFER_SLACK_S: Final = 2
+"""Seconds a deferred duplicate stays hidden beyond the holder's claim."""
+_MAX_VISIBILITY_S: Final = 12 * 3600
 READ_ONLY_METHODS: Final = frozenset(
     {
         "initialize",
@@ -68,10 +92,19 @@ READ_ONLY_METHODS: Final = frozenset(
 request ledger (and its two writes). `tools/call` and custom methods always go through it."""
 
 
+def conn_ref(conn: str | None) -> str | None:
+    """A short, non-reversible name of a connection for logs and dead letters (never the secret)."""
+    return hashlib.sha256(conn.encode("utf-8", "surrogatepass")).hexdigest()[:12] if conn else None
+
+
 class UndeliverableReply(Exception):
     """The reply queue is gone or refuses us: retrying cannot help."""
 
     reason = "reply-undeliverable"
+
+    def __init__(self, message: str, *, queue_gone: bool = False) -> None:
+        super().__init__(message)
+        self.queue_gone = queue_gone
 
 
 @dataclass(frozen=True)
@@ -88,10 +121,16 @@ class WorkerSettings:
     """DynamoDB table of the request ledger; None serves every delivery (at least once)."""
     default_timeout_ms: int = 30_000
     """How long a claim on a request lasts when no Lambda context tells the remaining time."""
+    served: frozenset[str] | None = None
+    """Every server name the deployment serves (`DMCP_SERVERS`), to pick the one worker that
+    answers a request whose `mcp.server` is not a single String; None: unknown."""
+    answer_margin_ms: int = 2_000
+    """Time kept back from the function timeout to send an answer or a dead letter."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
-        """Read `DMCP_REPLY_PREFIX`, `DMCP_IDEMPOTENCY_TABLE` and the AWS endpoint override."""
+        """Read `DMCP_REPLY_PREFIX`, `DMCP_IDEMPOTENCY_TABLE`, `DMCP_SERVERS` and the AWS
+        endpoint override."""
         prefix = environ.get("DMCP_REPLY_PREFIX")
         if not prefix:
             raise RuntimeError("DMCP_REPLY_PREFIX is not set: the worker does not know where it may reply")
@@ -99,6 +138,7 @@ class WorkerSettings:
             reply_prefix=prefix,
             endpoint_url=environ.get("AWS_ENDPOINT_URL_SQS") or environ.get("AWS_ENDPOINT_URL") or None,
             idempotency_table=environ.get("DMCP_IDEMPOTENCY_TABLE") or None,
+            served=frozenset(n for n in environ.get("DMCP_SERVERS", "").split(",") if n) or None,
         )
 
 
@@ -110,6 +150,10 @@ class ReplyChannel:
     conn: str
     server: str
     sqs: Any
+    digest: str
+    """`request_digest` of the request being answered; every reply carries it."""
+    per_connection: bool
+    """Whether the queue is a per-connection one (deleted by its client when it leaves)."""
 
     def fifo_parameters(self, request_id: object) -> dict[str, str]:
         """FIFO send parameters: one message group per request keeps its progress and result in
@@ -127,6 +171,14 @@ class _LoopResources:
     sqs: Any
     lifespan_state: Any
     stack: AsyncExitStack
+
+
+@dataclass(frozen=True)
+class _Redrive:
+    """A request queue's redrive policy: where poison goes and after how many deliveries."""
+
+    dead_letter_url: str
+    max_receive_count: int
 
 
 class Worker:
@@ -147,20 +199,30 @@ class Worker:
         self._session = session or aioboto3.Session()
         self._per_loop: dict[asyncio.AbstractEventLoop, asyncio.Task[_LoopResources]] = {}
         self._queue_urls: dict[str, str] = {}
+        self._redrives: dict[str, _Redrive | None] = {}
         self._ledger = (
             RequestLedger(settings.idempotency_table, function_name=self.server.name)
             if settings.idempotency_table
             else None
         )
 
+    @property
+    def is_catch_all(self) -> bool:
+        return self.server.name == UNROUTED
+
     async def handle_record(self, record: Any, lambda_context: Any = None) -> None:
-        """Serve one SQS record (a powertools `SQSRecord` or the raw Lambda record dict)."""
+        """Serve one SQS record (a powertools `SQSRecord` or the raw Lambda record dict).
+
+        Raises only to leave the record for redelivery (a transient failure, or a duplicate
+        deferred while another delivery holds the request).
+        """
         raw: Mapping[str, Any] = getattr(record, "raw_event", record)
         resources = await self._resources()
         attributes = from_sqs_attributes(raw.get("messageAttributes"))
-        log = {"message_id": raw.get("messageId"), "dmcp_conn": attributes.get(Attr.CONN)}
+        digest = request_digest(raw["body"])
+        log = {"message_id": raw.get("messageId"), "dmcp_conn_ref": conn_ref(attributes.get(Attr.CONN))}
         try:
-            channel = self._reply_channel(resources.sqs, raw["eventSourceARN"], attributes)
+            channel = self._reply_channel(resources.sqs, raw["eventSourceARN"], attributes, digest)
             inbound = _decode_or_answer(raw["body"], attributes)
         except WireError as exc:
             await self._dead_letter(resources.sqs, raw, exc)
@@ -170,25 +232,69 @@ class Worker:
             return
         message = inbound.message
         log |= {"jsonrpc_id": inbound.request_id, "mcp_method": getattr(message, "method", None)}
+        routing = route(_server_attribute(raw), self.server.name, self.settings.served)
+        if routing is Routing.ELSEWHERE:
+            logger.info("another worker answers this copy (mcp.server is not one String)", extra=log)
+            record_outcome(Outcome.ROUTED_ELSEWHERE)
+            return
         if isinstance(message, JSONRPCNotification):
             logger.info("client notification %s needs no answer", message.method, extra=log)
             record_outcome(Outcome.CLIENT_NOTIFICATION)
         elif isinstance(message, JSONRPCRequest):
-            try:
-                answer, outcome = await self._serve_once(
-                    resources, channel, message, attributes, lambda_context
+            if routing is Routing.REFUSE:
+                error = ErrorData(
+                    code=INVALID_REQUEST,
+                    message="message attribute mcp.server must be a String naming one server",
                 )
-            except RequestInProgress as busy:
-                # Another delivery of the same request holds the claim and will answer; if its
-                # worker dies, that delivery comes back once the claim has expired.
-                logger.info("duplicate delivery dropped: %s", busy, extra=log)
-                record_outcome(Outcome.DUPLICATE_DROPPED)
+                answer = JSONRPCError(jsonrpc="2.0", id=message.id, error=error)
+                await self._answer(channel, answer, raw, Outcome.ANSWERED_WITH_ERROR)
                 return
-            logger.info("answered %s", message.method, extra=log | {"outcome": outcome.value})
-            await self._answer(channel, answer, raw, outcome)
+            await self._handle_request(resources, channel, message, raw, attributes, lambda_context, log)
         else:
             problem = WireError("a client may send only requests and notifications")
             await self._dead_letter(resources.sqs, raw, problem)
+
+    async def _handle_request(
+        self,
+        resources: _LoopResources,
+        channel: ReplyChannel,
+        request: JSONRPCRequest,
+        raw: Mapping[str, Any],
+        attributes: Mapping[str, str],
+        lambda_context: Any,
+        log: dict[str, Any],
+    ) -> None:
+        """Serve a request within its delivery budget; see the module docstring for the outcomes."""
+        try:
+            check_answerable(request.id, server=channel.server, conn=channel.conn, digest=channel.digest)
+        except WireError as exc:
+            await self._dead_letter(channel.sqs, raw, exc)
+            return
+        delivery = _delivery(raw)
+        redrive = await self._redrive(channel.sqs, raw["eventSourceARN"]) if delivery > 1 else None
+        may_run = redrive is None or delivery < redrive.max_receive_count
+        try:
+            answer, outcome = await self._serve_once(
+                resources, channel, request, attributes, lambda_context, delivery, may_run=may_run
+            )
+        except RequestInProgress as busy:
+            if may_run:
+                await self._defer(channel.sqs, raw, busy.remaining_ms)
+                record_outcome(Outcome.DEFERRED)
+                raise
+            await self._dead_letter(channel.sqs, raw, busy, note="its last delivery found it still running")
+            return
+        except _GaveUp as gave_up:
+            await self._give_up(channel, request, raw, gave_up)
+            return
+        except Exception as exc:
+            redrive = redrive or await self._redrive(channel.sqs, raw["eventSourceARN"])
+            if redrive is not None and delivery >= redrive.max_receive_count - 1:
+                await self._give_up(channel, request, raw, exc)
+                return
+            raise
+        logger.info("answered %s", request.method, extra=log | {"outcome": outcome.value})
+        await self._answer(channel, answer, raw, outcome)
 
     async def aclose(self) -> None:
         """Close the SQS client and server lifespan held for the running event loop."""
@@ -196,7 +302,9 @@ class Worker:
         if task is not None and not task.cancelled() and task.exception() is None:
             await task.result().stack.aclose()
 
-    def _reply_channel(self, sqs: Any, source_arn: str, attributes: Mapping[str, str]) -> ReplyChannel:
+    def _reply_channel(
+        self, sqs: Any, source_arn: str, attributes: Mapping[str, str], digest: str
+    ) -> ReplyChannel:
         """Validate where a request wants its answer; raise a `WireError` if nowhere allowed."""
         source = QueueArn.parse(source_arn)
         rules = ReplyRules(
@@ -206,7 +314,9 @@ class Worker:
         conn = attributes.get(Attr.CONN)
         if not conn:
             raise MissingAttribute(f"message attribute {Attr.CONN.value} is required")
-        return ReplyChannel(address, conn, attributes.get(Attr.SERVER) or self.server.name, sqs)
+        per_connection = address.name.startswith(self.settings.reply_prefix + CONNECTION_QUEUE_PREFIX)
+        server = self.server.name if not self.is_catch_all else (attributes.get(Attr.SERVER) or UNROUTED)
+        return ReplyChannel(address, conn, server, sqs, digest, per_connection)
 
     async def _serve_once(
         self,
@@ -215,27 +325,35 @@ class Worker:
         request: JSONRPCRequest,
         attributes: Mapping[str, str],
         lambda_context: Any,
+        delivery: int,
+        *,
+        may_run: bool,
     ) -> tuple[JSONRPCMessage, Outcome]:
-        """Serve a request unless the ledger holds its answer already (a duplicate delivery)."""
+        """Serve a request unless the ledger holds its answer already (a duplicate delivery).
+
+        Raises `_GaveUp` when the delivery budget is spent (`may_run` false) and no stored
+        answer exists, and `RequestInProgress` while another delivery holds the request.
+        """
+        claim = Claim.of(channel.conn, channel.address.url, channel.digest)
+        context = QueueRequest(claim.key, delivery, channel.server)
+        budget_ms = _remaining_ms(lambda_context, self.settings.default_timeout_ms)
         if self._ledger is None or request.method in READ_ONLY_METHODS:
-            return _with_outcome(await self._serve(resources, channel, request, attributes))
-        claim = Claim.of(channel.conn, request.id, request.method, request.params, channel.address.url)
-        remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
-        try:
-            stored = await self._ledger.begin(
-                claim, remaining() if remaining else self.settings.default_timeout_ms
+            if not may_run:
+                raise _GaveUp("its worker ended without an outcome on every allowed delivery")
+            return _with_outcome(
+                await self._serve(resources, channel, request, attributes, context, budget_ms)
             )
-        except RequestIdReused as reused:
-            error = ErrorData(code=INVALID_REQUEST, message=str(reused))
-            return JSONRPCError(jsonrpc="2.0", id=request.id, error=error), Outcome.ANSWERED_WITH_ERROR
+        stored = await self._ledger.begin(claim, budget_ms)
         if stored is not None:
             logger.info("request %r was served already; sending its stored answer", request.id)
             return jsonrpc_message_adapter.validate_python(stored), Outcome.REPLAYED
         try:
-            answer = await self._serve(resources, channel, request, attributes)
+            if not may_run:
+                raise _GaveUp("its worker ended without an outcome on every allowed delivery")
+            answer = await self._serve(resources, channel, request, attributes, context, budget_ms)
             # What is stored is what is sent: a result too large to send becomes its error.
-            stored_answer = json.loads(encode_answer(answer, server=channel.server, conn=channel.conn).body)
-            await self._ledger.complete(claim, stored_answer)
+            wire = encode_answer(answer, server=channel.server, conn=channel.conn, digest=channel.digest)
+            await self._ledger.complete(claim, json.loads(wire.body))
         except BaseException as problem:
             await self._ledger.abandon(claim, problem)
             raise
@@ -247,6 +365,8 @@ class Worker:
         channel: ReplyChannel,
         request: JSONRPCRequest,
         attributes: Mapping[str, str],
+        context: QueueRequest,
+        budget_ms: int,
     ) -> JSONRPCMessage:
         async def notify(notification: JSONRPCNotification) -> None:
             try:
@@ -257,13 +377,48 @@ class Worker:
                     "could not deliver %s to %s", notification.method, channel.address.name, exc_info=True
                 )
 
-        return await serve_request(
-            self.server,
-            request,
-            notify=notify,
-            lifespan_state=resources.lifespan_state,
-            protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
-        )
+        limit_s = max(0.1, (budget_ms - self.settings.answer_margin_ms) / 1000)
+        with serving(context):
+            try:
+                with anyio.fail_after(limit_s):
+                    return await serve_request(
+                        self.server,
+                        request,
+                        notify=notify,
+                        lifespan_state=resources.lifespan_state,
+                        protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
+                    )
+            except TimeoutError:
+                raise TimeoutError(f"the request ran out of time ({limit_s:.1f} s)") from None
+
+    async def _give_up(
+        self, channel: ReplyChannel, request: JSONRPCRequest, raw: Mapping[str, Any], problem: BaseException
+    ) -> None:
+        """The last word on a request out of deliveries: an error to the client, the record to the DLQ."""
+        delivery = _delivery(raw)
+        message = f"the request failed on delivery {delivery} and will not be retried: {problem}"
+        error = ErrorData(code=INTERNAL_ERROR, message=message[:2000])
+        try:
+            await self._send(channel, JSONRPCError(jsonrpc="2.0", id=request.id, error=error), request.id)
+        except (WireError, UndeliverableReply) as exc:
+            logger.warning("could not tell the client its request failed: %s", exc)
+        reason = _GaveUp(f"{type(problem).__name__}: {problem}")
+        await self._dead_letter(channel.sqs, raw, reason)
+
+    async def _defer(self, sqs: Any, raw: Mapping[str, Any], remaining_ms: int) -> None:
+        """Hide a duplicate delivery until the holder's claim has ended (it is not deleted)."""
+        hidden_s = min(_MAX_VISIBILITY_S, remaining_ms // 1000 + _DEFER_SLACK_S)
+        source = QueueArn.parse(raw["eventSourceARN"])
+        try:
+            await sqs.change_message_visibility(
+                QueueUrl=await self._queue_url(sqs, source),
+                ReceiptHandle=raw["receiptHandle"],
+                VisibilityTimeout=hidden_s,
+            )
+        except ClientError as exc:
+            logger.warning(
+                "could not defer a duplicate delivery (it returns after the queue's timeout): %s", exc
+            )
 
     async def _answer(
         self, channel: ReplyChannel, answer: JSONRPCMessage, raw: Mapping[str, Any], outcome: Outcome
@@ -271,13 +426,20 @@ class Worker:
         try:
             await self._send(channel, answer, getattr(answer, "id", None))
         except UndeliverableReply as exc:
+            if exc.queue_gone and channel.per_connection:
+                # The client deleted its connection's queue: it left, nobody waits (not poison).
+                logger.info("reply queue %s is gone: its client left", channel.address.name)
+                record_outcome(Outcome.REPLY_QUEUE_GONE)
+                return
+            await self._dead_letter(channel.sqs, raw, exc)
+        except WireError as exc:
             await self._dead_letter(channel.sqs, raw, exc)
         else:
             record_outcome(outcome)
 
     async def _send(self, channel: ReplyChannel, message: JSONRPCMessage, request_id: object) -> None:
         """Send one message to the reply queue; raise `UndeliverableReply` if it never can arrive."""
-        wire = encode_answer(message, server=channel.server, conn=channel.conn)
+        wire = encode_answer(message, server=channel.server, conn=channel.conn, digest=channel.digest)
         try:
             await channel.sqs.send_message(
                 QueueUrl=channel.address.url,
@@ -288,37 +450,53 @@ class Worker:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _QUEUE_GONE or code in _FORBIDDEN:
-                raise UndeliverableReply(f"reply queue {channel.address.name}: {code}") from exc
+                raise UndeliverableReply(
+                    f"reply queue {channel.address.name}: {code}", queue_gone=code in _QUEUE_GONE
+                ) from exc
             raise
 
-    async def _dead_letter(self, sqs: Any, raw: Mapping[str, Any], problem: Exception) -> None:
-        """Move a record to its source queue's DLQ at once, with the reason as an attribute."""
-        reason = f"{getattr(problem, 'reason', 'error')}: {problem}"[:1024]
+    async def _dead_letter(
+        self, sqs: Any, raw: Mapping[str, Any], problem: Exception, note: str | None = None
+    ) -> None:
+        """Move a record to its source queue's DLQ at once, with the reason as an attribute.
+
+        The copy keeps the routing attributes but not the connection's secret (`dmcp.conn`): its
+        non-reversible reference goes into the reason instead, to match the workers' logs.
+        """
         original = from_sqs_attributes(raw.get("messageAttributes"))
+        ref = conn_ref(original.pop(Attr.CONN.value, None))
+        detail = f"{problem}; {note}" if note else str(problem)
+        reason = f"{getattr(problem, 'reason', 'error')}: {detail}"[:900]
+        if ref:
+            reason += f" (conn ref {ref})"
         kept = dict(itertools.islice(original.items(), _MAX_ATTRIBUTES - 1))
         kept[Attr.DLQ_REASON.value] = reason
-        url = await self._dead_letter_url(sqs, raw["eventSourceARN"])
+        redrive = await self._redrive(sqs, raw["eventSourceARN"])
+        if redrive is None:
+            raise RuntimeError(
+                f"{raw['eventSourceARN']} has no dead-letter queue to move a poison message to"
+            )
         body = raw["body"] or "(empty)"
-        await sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=to_sqs_attributes(kept))
+        await sqs.send_message(
+            QueueUrl=redrive.dead_letter_url, MessageBody=body, MessageAttributes=to_sqs_attributes(kept)
+        )
         logger.warning("moved message %s to the dead-letter queue: %s", raw.get("messageId"), reason)
         record_outcome(Outcome.DEAD_LETTERED)
 
-    async def _dead_letter_url(self, sqs: Any, source_arn: str) -> str:
-        """The DLQ named by the source queue's redrive policy."""
-        source = QueueArn.parse(source_arn)
-        source_url = await self._queue_url(sqs, source)
-        key = f"dlq-of:{source_arn}"
-        if key not in self._queue_urls:
+    async def _redrive(self, sqs: Any, source_arn: str) -> _Redrive | None:
+        """The source queue's redrive policy (looked up once)."""
+        if source_arn not in self._redrives:
+            source = QueueArn.parse(source_arn)
+            source_url = await self._queue_url(sqs, source)
             attributes = await sqs.get_queue_attributes(QueueUrl=source_url, AttributeNames=["RedrivePolicy"])
             policy = attributes.get("Attributes", {}).get("RedrivePolicy")
             if not policy:
-                raise RuntimeError(
-                    f"queue {source.name} has no dead-letter queue to move a poison message to"
-                )
-            self._queue_urls[key] = await self._queue_url(
-                sqs, QueueArn.parse(json.loads(policy)["deadLetterTargetArn"])
-            )
-        return self._queue_urls[key]
+                self._redrives[source_arn] = None
+            else:
+                parsed = json.loads(policy)
+                dlq = await self._queue_url(sqs, QueueArn.parse(parsed["deadLetterTargetArn"]))
+                self._redrives[source_arn] = _Redrive(dlq, int(parsed["maxReceiveCount"]))
+        return self._redrives[source_arn]
 
     async def _queue_url(self, sqs: Any, queue: QueueArn) -> str:
         """A queue's URL from its ARN (looked up once)."""
@@ -353,6 +531,35 @@ class Worker:
             sqs = await stack.enter_async_context(client)
             lifespan_state = await stack.enter_async_context(self.server.lifespan(self.server))
             return _LoopResources(sqs, lifespan_state, stack.pop_all())
+
+
+class _GaveUp(Exception):
+    """A request out of deliveries: answered with an error and dead-lettered."""
+
+    reason = "retries-exhausted"
+
+
+def _delivery(raw: Mapping[str, Any]) -> int:
+    """Which delivery this record is (SQS's `ApproximateReceiveCount`; 1 when unknown)."""
+    try:
+        return max(1, int(raw.get("attributes", {}).get("ApproximateReceiveCount", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _remaining_ms(lambda_context: Any, default_ms: int) -> int:
+    remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    return int(remaining()) if remaining else default_ms
+
+
+def _server_attribute(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """`mcp.server`'s value and data type as the record carries them."""
+    value = (raw.get("messageAttributes") or {}).get(Attr.SERVER.value)
+    if not isinstance(value, Mapping):
+        return None, None
+    data_type = value.get("dataType", value.get("DataType"))
+    string = value.get("stringValue", value.get("StringValue"))
+    return (string if isinstance(string, str) else None), (data_type if isinstance(data_type, str) else None)
 
 
 def _with_outcome(answer: JSONRPCMessage) -> tuple[JSONRPCMessage, Outcome]:
