@@ -38,11 +38,16 @@ def route(attribute: tuple[str | None, str | None], me: str, served: Set[str] | 
     if data_type != "String.Array":
         return Routing.REFUSE  # SNS never string-matches a Number: this copy is the only one
     names = _names(value)
-    if me == UNROUTED or names is None or me not in names or served is None:
-        # The catch-all answers whenever it gets a copy; a named server not in the array got it
-        # straight from a client, so it is the only one to see it.
+    if names is None or served is None:
         return Routing.REFUSE
-    if any(name not in served for name in names):
+    unserved = any(name not in served for name in names)
+    if me == UNROUTED:
+        # The catch-all answers when a name is not served. When every name is served, a named
+        # worker answers: AWS does not deliver such a copy to the catch-all, moto does.
+        return Routing.REFUSE if unserved or not names else Routing.ELSEWHERE
+    if me not in names:
+        return Routing.REFUSE  # sent straight to this worker's queue: nobody else sees it
+    if unserved:
         return Routing.ELSEWHERE  # the catch-all received a copy too, and answers
     return Routing.REFUSE if me == min(names) else Routing.ELSEWHERE
 
