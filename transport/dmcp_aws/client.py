@@ -86,6 +86,10 @@ QUEUE_NAME_RANDOM_HEX: Final = 16
 _TOUCH_EVERY_S: Final = 300.0
 """How often a connection marks its per-connection queue as alive for the orphan sweeper."""
 _REPLY_RETENTION_S: Final = "3600"
+RECEIVE_VISIBILITY_S: Final = 3
+"""Visibility of a received reply until it is deleted (a few ms later). Short on purpose: a long
+poll of a closed connection lives on in the service and may take the next reply; it is visible
+again to the live connection after this long, not after the queue's 30 s."""
 _FOREIGN_MAX_RECEIVES: Final = 20
 """A well-formed reply of another connection on a shared provisioned queue is deleted once it
 was passed over this often (with back-off, about ten minutes): its owner is gone."""
@@ -248,6 +252,7 @@ class _Connection:
             QueueUrl=self.reply_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=self.wait_time,
+            VisibilityTimeout=RECEIVE_VISIBILITY_S,
             MessageAttributeNames=["All"],
             AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
         )
