@@ -61,6 +61,7 @@ _PROBE_ENV: Final = {
     "AWS_EC2_METADATA_DISABLED": "true",
     "DMCP_REPLY_PREFIX": "dmcp-probe-reply-",
     "DMCP_IDEMPOTENCY_TABLE": "dmcp-probe-idempotency",  # exercise the ledger's imports too
+    "DMCP_CONNECTION_PREFIX": "dmcp-probe-reply-conn-",  # the sweeper lists queues (and fails fast)
     "POWERTOOLS_LOG_LEVEL": "CRITICAL",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }

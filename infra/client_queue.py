@@ -1,9 +1,10 @@
 """A provisioned client: its reply queue under the reply prefix and what its principal may do.
 
-The principal may publish to the request topic and receive, delete and read attributes of its
-own reply queue (resource policies, so they work across accounts). An identity policy with the
-same rights, plus managing per-connection reply queues (`<prefix>conn-*`), is created for the
-client's roles or users to attach.
+The principal may publish to the request topic and receive, delete, change the visibility of
+and read attributes of its own reply queue (resource policies, so they work across accounts). An
+identity policy with the same rights, plus managing its own per-connection reply queues
+(`<reply prefix>conn-<client>_*`, never another client's), is created for the client's roles or
+users to attach.
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from dmcp_aws.deployment import ClientSpec, QueueSpec
-from infra.grants import (
-    CONNECTION_QUEUE_ACTIONS,
-    CONNECTION_QUEUE_PREFIX,
-    client_reader_statement,
-    connection_queues_arn,
-)
+from infra.grants import CONNECTION_QUEUE_ACTIONS, client_connection_queues_arn, client_reader_statement
 from infra.nag import acknowledge, nag_arn
 from infra.principals import client_principal
 from infra.queues import secure_queue
@@ -36,6 +32,8 @@ class ClientQueueProps:
     queue: QueueSpec
     bus: RequestBus
     reply_prefix: str
+    connection_prefix: str
+    """`Deployment.client_connection_prefix(client)`: the client's per-connection queues' prefix."""
 
 
 class ClientQueue(Construct):
@@ -46,6 +44,13 @@ class ClientQueue(Construct):
         if not props.queue.name.startswith(props.reply_prefix):
             raise ValueError(
                 f"reply queue {props.queue.name} is not under the reply prefix {props.reply_prefix}"
+            )
+        if not props.connection_prefix.startswith(props.reply_prefix) or props.queue.name.startswith(
+            props.connection_prefix
+        ):
+            raise ValueError(
+                f"connection prefix {props.connection_prefix} must be under the reply prefix "
+                f"{props.reply_prefix} and must not cover the reply queue {props.queue.name}"
             )
         self.principal = client_principal(props.client.principal)
         self.queue = secure_queue(self, "ReplyQueue", props.queue, retention_period=REPLY_RETENTION)
@@ -72,20 +77,19 @@ class ClientQueue(Construct):
                 ),
                 client_reader_statement(None, self.queue),
                 iam.PolicyStatement(
-                    sid="PerConnectionReplyQueues",
+                    sid="OwnPerConnectionReplyQueues",
                     actions=list(CONNECTION_QUEUE_ACTIONS),
-                    resources=[connection_queues_arn(self, props.reply_prefix)],
+                    resources=[client_connection_queues_arn(self, props.connection_prefix)],
                 ),
             ],
         )
         acknowledge(
             policy,
             "AwsSolutions-IAM5",
-            f"Resource::{nag_arn(policy, props.reply_prefix + CONNECTION_QUEUE_PREFIX + '*')}",
-            "A client creates one reply queue per connection, named with a random id under the "
-            "reply prefix's "
-            "connection sub-prefix, so the names cannot be listed in advance; the pattern excludes every "
-            "provisioned reply queue.",
+            f"Resource::{nag_arn(policy, props.connection_prefix + '*')}",
+            "A client creates one reply queue per connection, named with a random suffix under its own "
+            "connection prefix, so the names cannot be listed in advance; the pattern covers only this "
+            "client's connection queues, never a provisioned reply queue or another client's queues.",
         )
         return policy
 

@@ -13,6 +13,9 @@ from constructs import Node
 
 from dmcp_aws.deployment import Deployment, topology
 
+SWEEPER_HANDLER: Final = "dmcp_aws.sweep.handler"
+"""The orphan sweeper's entry point (`infra.sweeper`), in the same asset as the workers."""
+
 DEPLOYMENT_CONTEXT: Final = "dmcp:deployment"
 STACK_NAME_CONTEXT: Final = "dmcp:stack-name"
 DEFAULT_FILE: Final = "dmcp.json"
@@ -35,5 +38,6 @@ def stack_name(node: Node, deployment: Deployment) -> str:
 
 
 def handlers(deployment: Deployment) -> tuple[str, ...]:
-    """Every handler the deployment's functions run (the asset's entry points)."""
-    return tuple(sorted({w.handler for w in topology(deployment).workers}))
+    """Every handler the deployment's functions run (the asset's entry points): the workers' and
+    the orphan sweeper's."""
+    return tuple(sorted({w.handler for w in topology(deployment).workers} | {SWEEPER_HANDLER}))

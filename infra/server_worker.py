@@ -1,4 +1,8 @@
-"""A server worker: request queue + DLQ, its filtered subscription, the Lambda function and alarms."""
+"""A server worker: request queue + DLQ, its filtered subscription, the Lambda function and alarms.
+
+The subscription has the DLQ as its own dead-letter queue too (SNS redrive): a request SNS cannot
+deliver to the request queue lands there instead of being lost without trace.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,9 @@ class ServerWorkerProps:
     reply_prefix: str
     code: lambda_.Code
     function_name: str
+    servers: tuple[str, ...] = ()
+    """Every server the deployment serves (not the catch-all), given to the function as
+    `DMCP_SERVERS`: a request addressed to several names is answered by exactly one worker."""
     architecture: str = "arm64"
     """`arm64` or `x86_64`: must match the platform the code asset was bundled for."""
     ledger: IdempotencyLedger | None = None
@@ -79,6 +86,9 @@ class ServerWorker(Construct):
                 filter_policy={
                     k: sns.SubscriptionFilter(conditions=v) for k, v in props.filter_policy.items()
                 },
+                # SNS redrive: what SNS cannot deliver to the request queue (the queue deleted, its
+                # policy broken) is kept here; CDK adds the DLQ policy letting the topic send.
+                dead_letter_queue=self.dead_letter_queue,
             )
         )
         self.function = self._function(props)
@@ -116,6 +126,7 @@ class ServerWorker(Construct):
         log_group.grant_write(role)
         environment = {
             "DMCP_REPLY_PREFIX": props.reply_prefix,
+            "DMCP_SERVERS": ",".join(props.servers),
             "POWERTOOLS_SERVICE_NAME": f"dmcp-{props.worker.server}",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }

@@ -16,6 +16,7 @@ from infra.client_queue import ClientQueue, ClientQueueProps
 from infra.idempotency_ledger import IdempotencyLedger, IdempotencyLedgerProps
 from infra.request_bus import RequestBus, RequestBusProps
 from infra.server_worker import ServerWorker, ServerWorkerProps
+from infra.sweeper import SWEEPER_FUNCTION_SUFFIX, OrphanSweeper, OrphanSweeperProps
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class DmcpStackProps:
 
 
 class DmcpStack(Stack):
-    """Request bus, one worker per server, the catch-all, one reply queue per provisioned client."""
+    """Request bus, one worker per server, the catch-all, one reply queue per provisioned client,
+    the sweeper of orphaned per-connection reply queues."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: DmcpStackProps, **kwargs: Any) -> None:
         super().__init__(
@@ -58,6 +60,7 @@ class DmcpStack(Stack):
                 function_name=f"{deployment.name}-{worker.server}",
                 architecture=deployment.lambda_architecture,
                 ledger=self.ledger,
+                servers=tuple(s.name for s in deployment.servers),
             )
             kind = UnroutedRequests if worker.server == UNROUTED else ServerWorker
             self.workers[worker.server] = kind(self, f"Server-{worker.server}", props=worker_props)
@@ -69,12 +72,30 @@ class DmcpStack(Stack):
                 self,
                 f"Client-{client.name}",
                 props=ClientQueueProps(
-                    client=client, queue=queue, bus=self.bus, reply_prefix=shape.reply_prefix
+                    client=client,
+                    queue=queue,
+                    bus=self.bus,
+                    reply_prefix=shape.reply_prefix,
+                    connection_prefix=deployment.client_connection_prefix(client.name),
                 ),
             )
-        self._outputs(shape.reply_prefix)
 
-    def _outputs(self, reply_prefix: str) -> None:
+        self.sweeper = OrphanSweeper(
+            self,
+            "OrphanSweeper",
+            props=OrphanSweeperProps(
+                connection_prefix=deployment.connection_queue_prefix,
+                idle_s=deployment.orphan_queue_idle_s,
+                code=props.code,
+                function_name=f"{deployment.name}{SWEEPER_FUNCTION_SUFFIX}",
+                architecture=deployment.lambda_architecture,
+            ),
+        )
+        self._outputs(deployment)
+
+    def _outputs(self, deployment: Deployment) -> None:
+        reply_prefix = deployment.reply_prefix
+
         def output(key: str, value: str, description: str) -> None:
             CfnOutput(self, key, value=value, description=description)
 
@@ -99,4 +120,9 @@ class DmcpStack(Stack):
             Output.CLIENT_POLICY_ARNS,
             self.to_json_string({n: c.policy.managed_policy_arn for n, c in self.clients.items()}),
             "JSON: provisioned client name -> managed policy for its roles or users to attach",
+        )
+        output(
+            Output.CONNECTION_QUEUE_PREFIXES,
+            self.to_json_string({n: deployment.client_connection_prefix(n) for n in self.clients}),
+            "JSON: provisioned client name -> the prefix its per-connection reply queues are created under",
         )

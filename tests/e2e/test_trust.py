@@ -277,8 +277,8 @@ async def test_a_request_out_of_deliveries_is_answered_with_an_error_and_dead_le
             "PYTHONPATH": str(ROOT),
         }
         worker = subprocess.Popen(
-            [sys.executable, "-m", "dmcp_aws", "worker", "--server", "example", "--deployment", str(description),
-             "--endpoint-url", stack.endpoint_url],
+            [sys.executable, "-m", "dmcp_aws", "worker", "--server", "example",
+             "--deployment", str(description), "--endpoint-url", stack.endpoint_url],
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:

@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from aws_cdk.assertions import Template
 from moto import mock_aws
 
 from dmcp_aws.client import QueueTarget, TopicTarget
@@ -21,6 +22,7 @@ OUTPUTS = {
     Output.REPLY_PREFIX: "acme-reply-",
     Output.REQUEST_QUEUE_URLS: json.dumps({"example": REQUESTS}),
     Output.REPLY_QUEUE_URLS: json.dumps({"laptop": REPLIES}),
+    Output.CONNECTION_QUEUE_PREFIXES: json.dumps({"laptop": "acme-reply-conn-laptop_"}),
 }
 
 
@@ -29,13 +31,35 @@ def test_from_outputs_and_targets() -> None:
     assert stack.topic_target("example") == TopicTarget(topic_arn=TOPIC, server="example")
     assert stack.queue_target("example") == QueueTarget(queue_url=REQUESTS, server="example")
     assert stack.client_options("laptop") == {
-        "reply_prefix": "acme-reply-conn-", "reply_queue_url": REPLIES, "region_name": "eu-west-1",
+        "reply_prefix": "acme-reply-conn-laptop_", "reply_queue_url": REPLIES, "region_name": "eu-west-1",
     }  # fmt: skip
     assert stack.client_options()["reply_prefix"] == "acme-reply-conn-"
+    assert stack.connection_queue_prefix == "acme-reply-conn-"
     with pytest.raises(KeyError, match="no client 'bot'"):
         stack.client_options("bot")
     with pytest.raises(KeyError, match="serves no 'nope'"):
         stack.queue_target("nope")
+
+
+def test_connection_prefix_per_client() -> None:
+    """A client's per-connection queues go under its own prefix, the only one its policy allows
+    (the `ConnectionQueuePrefixes` output; computed the same way for a stack without it)."""
+    stack = DeployedStack.from_outputs("acme", OUTPUTS)
+    assert stack.connection_queue_prefixes == {"laptop": "acme-reply-conn-laptop_"}
+    assert stack.client_connection_prefix("laptop") == "acme-reply-conn-laptop_"
+    older = DeployedStack.from_outputs(
+        "acme", {k: v for k, v in OUTPUTS.items() if k != Output.CONNECTION_QUEUE_PREFIXES}
+    )
+    assert older.client_options("laptop")["reply_prefix"] == "acme-reply-conn-laptop_"
+    with pytest.raises(KeyError, match="no client 'bot'"):
+        stack.client_connection_prefix("bot")
+
+
+def test_outputs_the_stack_writes_are_read(template: Template) -> None:
+    """Every output key `DeployedStack` reads is one the CDK stack writes."""
+    written = set(template.to_json()["Outputs"])
+    read = {v for k, v in vars(Output).items() if k.isupper()}
+    assert read <= written, read - written
 
 
 def test_not_a_dmcp_stack() -> None:

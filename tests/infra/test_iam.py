@@ -1,9 +1,12 @@
 """Each IAM statement: workers send only under the reply prefix and to their own DLQ; clients
-publish and read only their own reply queue; nothing gets `*` where a resource can be named."""
+publish and read only their own reply queue and manage only their own per-connection queues; the
+sweeper deletes only per-connection queues; nothing gets `*` where a resource can be named."""
 
 from __future__ import annotations
 
 import json
+import re
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
@@ -45,7 +48,18 @@ def _arn_of(template: Template, queue: str) -> dict[str, Any]:
 
 
 XRAY_WRITES = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-"""The one exception: X-Ray's write actions have no resource-level permissions."""
+LIST_QUEUES = "sqs:ListQueues"
+WILDCARD_ONLY = (XRAY_WRITES, LIST_QUEUES)
+"""The exceptions: X-Ray's write actions and SQS ListQueues (the sweeper's) have no resource-level
+permissions."""
+READ_ACTIONS = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+]
+CONNECTION_ACTIONS = {"sqs:CreateQueue", "sqs:DeleteQueue", "sqs:SetQueueAttributes", *READ_ACTIONS}
 
 
 def test_no_allow_statement_has_a_wildcard_resource(template: Template) -> None:
@@ -57,7 +71,7 @@ def test_no_allow_statement_has_a_wildcard_resource(template: Template) -> None:
     ):
         for logical_id, resource in template.find_resources(kind).items():
             for statement in _statements(resource):
-                if statement["Effect"] == "Allow" and statement["Action"] != XRAY_WRITES:
+                if statement["Effect"] == "Allow" and statement["Action"] not in WILDCARD_ONLY:
                     assert statement["Resource"] != "*", (logical_id, statement)
                     assert "*" not in json.dumps(statement.get("Principal", {})), (logical_id, statement)
 
@@ -150,12 +164,7 @@ def test_client_reads_only_its_own_reply_queue(
             "Sid": "ClientReadsOwnReplies",
             "Effect": "Allow",
             "Principal": {"AWS": principal},
-            "Action": [
-                "sqs:ReceiveMessage",
-                "sqs:DeleteMessage",
-                "sqs:GetQueueAttributes",
-                "sqs:GetQueueUrl",
-            ],
+            "Action": READ_ACTIONS,  # with ChangeMessageVisibility, which the transport uses
             "Resource": _arn_of(template, queue),
         }
     ]
@@ -174,16 +183,96 @@ def test_clients_may_publish_to_the_topic(template: Template) -> None:
     assert all(s["Action"] == "sns:Publish" for s in allows.values())
 
 
-def test_client_identity_policy(template: Template) -> None:
+def _client_policy(template: Template, client: str) -> dict[str, dict[str, Any]]:
     policies = template.find_resources("AWS::IAM::ManagedPolicy")
-    (laptop,) = [p for p in policies.values() if "client laptop" in p["Properties"]["Description"]]
-    statements = {s["Sid"]: s for s in _statements(laptop)}
+    (policy,) = [p for p in policies.values() if f"client {client}:" in p["Properties"]["Description"]]
+    return {s["Sid"]: s for s in _statements(policy)}
+
+
+def _queue_name_pattern(resource: Any) -> str:
+    """The queue-name part of an `arn:...:sqs:<region>:<account>:<name pattern>` Fn::Join."""
+    parts = resource["Fn::Join"][1]
+    assert len(parts) == 7, parts
+    assert parts[:6] == ["arn:", {"Ref": "AWS::Partition"}, ":sqs:", {"Ref": "AWS::Region"}, ":",
+                         {"Ref": "AWS::AccountId"}], parts  # fmt: skip
+    return str(parts[6]).removeprefix(":")
+
+
+def test_client_identity_policy(template: Template) -> None:
+    statements = _client_policy(template, "laptop")
     assert statements["PublishRequests"]["Action"] == "sns:Publish"
     assert statements["ClientReadsOwnReplies"]["Resource"] == _arn_of(template, "acme-reply-laptop")
-    connection = statements["PerConnectionReplyQueues"]
-    assert json.dumps(connection["Resource"]).endswith(':acme-reply-conn-*"]]}')
+    assert statements["ClientReadsOwnReplies"]["Action"] == READ_ACTIONS
+    connection = statements["OwnPerConnectionReplyQueues"]
+    assert _queue_name_pattern(connection["Resource"]) == SAMPLE.client_connection_prefix("laptop") + "*"
+    assert _queue_name_pattern(connection["Resource"]) == "acme-reply-conn-laptop_*"
+    assert set(_actions(connection)) == CONNECTION_ACTIONS
     assert "sqs:SendMessage" not in _actions(connection)
-    assert set(statements) == {"PublishRequests", "ClientReadsOwnReplies", "PerConnectionReplyQueues"}
+    assert set(statements) == {"PublishRequests", "ClientReadsOwnReplies", "OwnPerConnectionReplyQueues"}
+
+
+CLIENTS = [c.name for c in SAMPLE.clients]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_client_manages_only_its_own_connection_queues(template: Template, client: str) -> None:
+    """Issue 7, item 2: no client's policy covers another client's per-connection queues, nor a
+    provisioned reply queue, a request queue or a DLQ."""
+    patterns = [
+        _queue_name_pattern(s["Resource"])
+        for s in _client_policy(template, client).values()
+        if isinstance(s["Resource"], dict) and "Fn::Join" in s["Resource"]
+    ]
+    assert patterns == [f"acme-reply-conn-{client}_*"]
+    (pattern,) = patterns
+    random = "0123456789abcdef"
+    assert fnmatchcase(f"{SAMPLE.client_connection_prefix(client)}{random}", pattern)
+    others = [f"{SAMPLE.client_connection_prefix(o)}{random}" for o in CLIENTS if o != client]
+    # names another client could never create but that look close to this client's
+    others += [
+        f"acme-reply-conn-{client}x_{random}",
+        f"acme-reply-conn-{client}",
+        f"acme-reply-conn-_{random}",
+    ]
+    others += [q.name for q in SHAPE.queues]
+    for name in others:
+        assert not fnmatchcase(name, pattern), (client, name)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_no_client_prefix_is_a_prefix_of_another(client: str) -> None:
+    """Client names have no `_`, so `conn-<a>_` never starts `conn-<b>_` for another client b."""
+    mine = SAMPLE.client_connection_prefix(client)
+    assert re.fullmatch(r"acme-reply-conn-[a-z0-9-]+_", mine)
+    for other in CLIENTS:
+        if other != client:
+            assert not SAMPLE.client_connection_prefix(other).startswith(mine)
+
+
+def test_sweeper_deletes_only_connection_queues(template: Template) -> None:
+    function = logical_id_of(template, "AWS::Lambda::Function", FunctionName="acme-orphan_sweeper")
+    properties = template.find_resources("AWS::Lambda::Function")[function]["Properties"]
+    role = properties["Role"]["Fn::GetAtt"][0]
+    (policy,) = [
+        p
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+    ]
+    statements = _statements(policy)
+    log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+    assert statements == [
+        {"Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Effect": "Allow",
+         "Resource": {"Fn::GetAtt": [log_group, "Arn"]}},
+        {"Sid": "ListQueues", "Action": "sqs:ListQueues", "Effect": "Allow", "Resource": "*"},
+        {"Sid": "SweepConnectionQueues", "Action": ["sqs:GetQueueAttributes", "sqs:DeleteQueue"],
+         "Effect": "Allow", "Resource": statements[2]["Resource"]},
+    ]  # fmt: skip
+    pattern = _queue_name_pattern(statements[2]["Resource"])
+    assert pattern == "acme-reply-conn-*" == SAMPLE.connection_queue_prefix + "*"
+    for queue in SHAPE.queues:  # request queues, DLQs, provisioned reply queues
+        assert not fnmatchcase(queue.name, pattern), queue.name
+    roles = template.find_resources("AWS::IAM::Role")
+    assert "ManagedPolicyArns" not in roles[role]["Properties"]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import aws_cdk as cdk
 import infra.client_queue
 import infra.idempotency_ledger
 import infra.server_worker
+import infra.sweeper
 import pytest
 from cdk_nag import AwsSolutionsChecks
 
@@ -17,8 +18,14 @@ from tests.infra.conftest import SAMPLE, build_stack
 
 EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:acme-reply-*]",
+    # each client's own per-connection queues
+    *(
+        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:acme-reply-conn-{c}_*]"
+        for c in ("laptop", "ci", "ops")
+    ),
+    # the orphan sweeper: every client's per-connection queues (GetQueueAttributes, DeleteQueue)
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:acme-reply-conn-*]",
-    "AwsSolutions-IAM5[Resource::*]",
+    "AwsSolutions-IAM5[Resource::*]",  # X-Ray writes (workers), sqs:ListQueues (the sweeper)
     "AwsSolutions-L1",
     "AwsSolutions-SQS3",
     "AwsSolutions-DDB3",
@@ -68,8 +75,28 @@ def test_every_acknowledgement_is_needed(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(infra.server_worker, "acknowledge", ignore)
     monkeypatch.setattr(infra.client_queue, "acknowledge", ignore)
     monkeypatch.setattr(infra.idempotency_ledger, "acknowledge", ignore)
+    monkeypatch.setattr(infra.sweeper, "acknowledge", ignore)
     app, _ = _checked_app()
     with pytest.raises(Exception, match="ValidationFailed") as failure:
         app.synth()
     reported = set(re.findall(r"Acknowledge with 'AwsSolutions::([^']+)'", str(failure.value)))
     assert reported == EXPECTED_ACKNOWLEDGEMENTS
+
+
+def test_the_sweepers_acknowledgements_are_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orphan sweeper's findings (ListQueues on `*`, the connection-queue pattern, the pinned
+    runtime) are acknowledged on the sweeper itself, not covered by the workers' acknowledgements."""
+
+    def ignore(*_args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(infra.sweeper, "acknowledge", ignore)
+    app, _ = _checked_app()
+    with pytest.raises(Exception, match="ValidationFailed") as failure:
+        app.synth()
+    reported = set(re.findall(r"Acknowledge with 'AwsSolutions::([^']+)'", str(failure.value)))
+    assert reported == {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:acme-reply-conn-*]",
+        "AwsSolutions-L1",
+    }

@@ -11,7 +11,7 @@ from infra.bundling import BundleSpec
 from infra.server_worker import RUNTIME
 
 from dmcp_aws.deployed import Output
-from dmcp_aws.deployment import CATCH_ALL_HANDLER, topology
+from dmcp_aws.deployment import CATCH_ALL_HANDLER, LAST_WORD_DELIVERIES, topology
 from tests.infra.conftest import SAMPLE, logical_id_of
 
 SHAPE = topology(SAMPLE)
@@ -23,10 +23,11 @@ def test_resource_counts(template: Template) -> None:
     template.resource_count_is("AWS::SNS::Topic", 1)
     template.resource_count_is("AWS::SQS::Queue", 2 * workers + clients)
     template.resource_count_is("AWS::SNS::Subscription", workers)
-    template.resource_count_is("AWS::Lambda::Function", workers)
+    template.resource_count_is("AWS::Lambda::Function", workers + 1)  # + the orphan sweeper
     template.resource_count_is("AWS::Lambda::EventSourceMapping", workers)
     template.resource_count_is("AWS::CloudWatch::Alarm", 2 * workers)
-    template.resource_count_is("AWS::Logs::LogGroup", workers)
+    template.resource_count_is("AWS::Logs::LogGroup", workers + 1)
+    template.resource_count_is("AWS::Events::Rule", 1)
     template.resource_count_is("AWS::IAM::ManagedPolicy", clients)
     template.resource_count_is("AWS::DynamoDB::Table", 1)
 
@@ -96,7 +97,8 @@ def test_request_queue_redrive_and_visibility(template: Template, worker: Any) -
             "VisibilityTimeout": 6 * worker.spec.timeout_s,
             "RedrivePolicy": {
                 "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
-                "maxReceiveCount": worker.spec.max_receive_count,
+                # one delivery more than the server's: the last word (answer, dead-letter with reason)
+                "maxReceiveCount": worker.spec.max_receive_count + LAST_WORD_DELIVERIES,
             },
         },
     )
@@ -117,6 +119,45 @@ def test_subscriptions_filter_on_server_with_raw_delivery(template: Template, su
             "FilterPolicy": subscription.filter_policy,
         },
     )
+    _topic_may_send_to(template, queue)
+
+
+@pytest.mark.parametrize("subscription", SHAPE.subscriptions, ids=lambda s: s.queue)
+def test_subscriptions_redrive_to_the_servers_dlq(template: Template, subscription: Any) -> None:
+    """What SNS cannot deliver to a request queue is kept in the server's DLQ (issue 7, item 4),
+    whose policy lets the topic (and only it) send, and still denies anything without TLS."""
+    assert subscription.dead_letter_queue is not None
+    queue = logical_id_of(template, "AWS::SQS::Queue", QueueName=subscription.queue)
+    dlq = logical_id_of(template, "AWS::SQS::Queue", QueueName=subscription.dead_letter_queue)
+    template.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {
+            "Endpoint": {"Fn::GetAtt": [queue, "Arn"]},
+            "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}},
+        },
+    )
+    _topic_may_send_to(template, dlq)
+    template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "Queues": [{"Ref": dlq}],
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [_deny_insecure("sqs:*", {"Fn::GetAtt": [dlq, "Arn"]}, principal={"AWS": "*"})]
+                )
+            },
+        },
+    )
+
+
+def test_every_subscription_has_a_dead_letter_queue(template: Template) -> None:
+    subscriptions = template.find_resources("AWS::SNS::Subscription")
+    assert subscriptions and all("RedrivePolicy" in s["Properties"] for s in subscriptions.values())
+
+
+def _topic_may_send_to(template: Template, queue: str) -> None:
+    """The queue's policy lets SNS send to it, for messages from the request topic only."""
+    topic = logical_id_of(template, "AWS::SNS::Topic", TopicName="acme-requests")
     template.has_resource_properties(
         "AWS::SQS::QueuePolicy",
         {
@@ -124,9 +165,13 @@ def test_subscriptions_filter_on_server_with_raw_delivery(template: Template, su
             "PolicyDocument": {
                 "Statement": Match.array_with(
                     [
-                        Match.object_like(
-                            {"Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage"}
-                        )
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sns.amazonaws.com"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": {"Fn::GetAtt": [queue, "Arn"]},
+                            "Condition": {"ArnEquals": {"aws:SourceArn": {"Ref": topic}}},
+                        }
                     ]
                 )
             },
@@ -157,6 +202,8 @@ def test_worker_function(template: Template, worker: Any) -> None:
     assert function["MemorySize"] == worker.spec.memory_mb
     assert function["Timeout"] == worker.spec.timeout_s
     assert function["Environment"]["Variables"]["DMCP_REPLY_PREFIX"] == "acme-reply-"
+    # every served name, the catch-all included: a request for several names gets one answer
+    assert function["Environment"]["Variables"]["DMCP_SERVERS"] == "example,search"
     assert function["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == f"dmcp-{worker.server}"
     table = logical_id_of(template, "AWS::DynamoDB::Table", TableName="acme-idempotency")
     assert function["Environment"]["Variables"]["DMCP_IDEMPOTENCY_TABLE"] == {"Ref": table}
@@ -208,7 +255,7 @@ def test_outputs_for_clients_and_the_command(template: Template) -> None:
     outputs = template.to_json()["Outputs"]
     assert set(outputs) == {
         Output.TOPIC_ARN, Output.REPLY_PREFIX, Output.REQUEST_QUEUE_URLS, Output.DEAD_LETTER_QUEUE_URLS,
-        Output.REPLY_QUEUE_URLS, Output.CLIENT_POLICY_ARNS,
+        Output.REPLY_QUEUE_URLS, Output.CLIENT_POLICY_ARNS, Output.CONNECTION_QUEUE_PREFIXES,
     }  # fmt: skip
     assert outputs[Output.REPLY_PREFIX]["Value"] == "acme-reply-"
     assert outputs[Output.TOPIC_ARN]["Value"] == {
@@ -217,6 +264,9 @@ def test_outputs_for_clients_and_the_command(template: Template) -> None:
     joined = json.dumps(outputs[Output.REQUEST_QUEUE_URLS]["Value"])
     for worker in SHAPE.workers:
         assert f'\\"{worker.server}\\":' in joined and _queue(template, worker.request_queue) in joined
+    assert json.loads(outputs[Output.CONNECTION_QUEUE_PREFIXES]["Value"]) == {
+        "laptop": "acme-reply-conn-laptop_", "ci": "acme-reply-conn-ci_", "ops": "acme-reply-conn-ops_",
+    }  # fmt: skip
 
 
 def _deny_insecure(action: str, resource: Any, principal: Any = "*") -> Any:

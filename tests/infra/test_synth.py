@@ -63,11 +63,12 @@ def test_synth_writes_the_stack_and_its_asset(assembly: Path) -> None:
     template = json.loads((assembly / "dmcp.template.json").read_text())
     functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
     assert {f["Properties"]["Handler"] for f in functions} == {
-        "functions.example.handler.handler", "dmcp_aws.catch_all.handler",
+        "functions.example.handler.handler", "dmcp_aws.catch_all.handler", "dmcp_aws.sweep.handler",
     }  # fmt: skip
     (asset,) = [p for p in assembly.glob("asset.*") if p.is_dir()]
     assert (asset / "functions" / "example" / "handler.py").is_file()
     assert (asset / "dmcp_aws" / "worker.py").is_file()
+    assert (asset / "dmcp_aws" / "sweep.py").is_file()  # the orphan sweeper runs from the same asset
     for absent in (
         "dmcp_aws/cli.py",
         "dmcp_aws/local",

@@ -1,6 +1,7 @@
 """The embedded local stack and the CDK stack, built from the same description, agree:
 the same queues (DLQs, redrive counts, visibility, FIFO, encryption), the same subscriptions
-(filter policies, raw delivery) and the same topic."""
+(filter policies, raw delivery, their own dead-letter queues), the same queues the topic may send
+to, and the same topic."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ Shape = dict[str, Any]
 def cdk_shape(template: Template) -> Shape:
     queues = template.find_resources("AWS::SQS::Queue")
     names = {logical_id: q["Properties"]["QueueName"] for logical_id, q in queues.items()}
-    shape: Shape = {"topic": None, "queues": {}, "subscriptions": {}, "tables": {}}
+    shape: Shape = {"topic": None, "queues": {}, "subscriptions": {}, "tables": {}, "sns_may_send": set()}
     for table in template.find_resources("AWS::DynamoDB::Table").values():
         properties = table["Properties"]
         shape["tables"][properties["TableName"]] = {
@@ -48,11 +49,25 @@ def cdk_shape(template: Template) -> Shape:
     for subscription in template.find_resources("AWS::SNS::Subscription").values():
         properties = subscription["Properties"]
         queue = names[properties["Endpoint"]["Fn::GetAtt"][0]]
+        redrive = properties.get("RedrivePolicy")
         shape["subscriptions"][queue] = {
             "filter": properties["FilterPolicy"],
             "raw": properties["RawMessageDelivery"],
+            "dlq": names[redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]] if redrive else None,
         }
+    for policy in template.find_resources("AWS::SQS::QueuePolicy").values():
+        if any(_lets_the_topic_send(s) for s in policy["Properties"]["PolicyDocument"]["Statement"]):
+            shape["sns_may_send"] |= {names[q["Ref"]] for q in policy["Properties"]["Queues"]}
     return shape
+
+
+def _lets_the_topic_send(statement: dict[str, Any]) -> bool:
+    return (
+        statement["Effect"] == "Allow"
+        and statement.get("Principal") == {"Service": "sns.amazonaws.com"}
+        and statement["Action"] == "sqs:SendMessage"
+        and "aws:SourceArn" in statement.get("Condition", {}).get("ArnEquals", {})
+    )
 
 
 def local_shape(endpoint: str, name: str) -> Shape:
@@ -63,7 +78,7 @@ def local_shape(endpoint: str, name: str) -> Shape:
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
     sqs, sns = boto3.client("sqs", **options), boto3.client("sns", **options)
     dynamodb = boto3.client("dynamodb", **options)
-    shape: Shape = {"topic": None, "queues": {}, "subscriptions": {}, "tables": {}}
+    shape: Shape = {"topic": None, "queues": {}, "subscriptions": {}, "tables": {}, "sns_may_send": set()}
     for table_name in [t for t in dynamodb.list_tables()["TableNames"] if t.startswith(mine)]:
         table = dynamodb.describe_table(TableName=table_name)["Table"]
         ttl = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
@@ -80,6 +95,9 @@ def local_shape(endpoint: str, name: str) -> Shape:
     for url in sqs.list_queues(QueueNamePrefix=mine)["QueueUrls"]:
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         redrive = json.loads(attributes["RedrivePolicy"]) if "RedrivePolicy" in attributes else None
+        policy = json.loads(attributes["Policy"]) if attributes.get("Policy") else {"Statement": []}
+        if any(_lets_the_topic_send(s) for s in policy["Statement"]):
+            shape["sns_may_send"].add(url.rsplit("/", 1)[1])
         shape["queues"][url.rsplit("/", 1)[1]] = {
             "visibility": int(attributes["VisibilityTimeout"]),
             "dlq": redrive["deadLetterTargetArn"].rsplit(":", 1)[1] if redrive else None,
@@ -91,9 +109,11 @@ def local_shape(endpoint: str, name: str) -> Shape:
         attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])[
             "Attributes"
         ]
+        redrive = json.loads(attributes["RedrivePolicy"]) if attributes.get("RedrivePolicy") else None
         shape["subscriptions"][subscription["Endpoint"].rsplit(":", 1)[1]] = {
             "filter": json.loads(attributes["FilterPolicy"]),
             "raw": attributes["RawMessageDelivery"] == "true",
+            "dlq": redrive["deadLetterTargetArn"].rsplit(":", 1)[1] if redrive else None,
         }
     return shape
 
@@ -113,4 +133,9 @@ async def test_local_and_cdk_stacks_agree(deployment: Deployment) -> None:
         actual = local_shape(running.endpoint_url, deployment.name)
     assert actual == expected
     assert len(expected["queues"]) == 2 * (len(deployment.servers) + 1) + len(deployment.clients)
+    # every subscription redrives to its server's DLQ; the topic may send to both, nowhere else
+    assert all(s["dlq"] == q.replace("-requests", "-dlq") for q, s in expected["subscriptions"].items())
+    assert expected["sns_may_send"] == {
+        q for q in expected["queues"] if not q.startswith(f"{deployment.name}-reply-")
+    }
     assert len(expected["tables"]) == int(deployment.idempotency)

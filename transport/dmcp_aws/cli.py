@@ -2,6 +2,7 @@
 
 dmcp demo     one shot: start the stack and a worker, exercise every MCP feature, exit
 dmcp dev      start the stack and workers and keep them running for other clients
+dmcp sweep    delete per-connection reply queues their clients left behind
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import anyio
 import typer
@@ -147,6 +148,10 @@ def dev(
     console.print("stopped.")
 
 
+DEV_SWEEP_INTERVAL_S: Final = 300
+"""How often `dmcp dev` sweeps orphaned per-connection reply queues."""
+
+
 async def _dev(spec: Deployment, code_root: Path, port: int, env_file: Path) -> None:
     async with embedded_stack(spec, code_root=code_root, port=port) as stack:
         settings = client_settings(stack)
@@ -157,19 +162,47 @@ async def _dev(spec: Deployment, code_root: Path, port: int, env_file: Path) -> 
             Panel(
                 "\n".join(f"{k}={v}" for k, v in settings.items())
                 + f"\n\nservers: {servers}"
+                + f"\nper-connection queues idle for {spec.orphan_queue_idle_s} s are swept every "
+                + f"{DEV_SWEEP_INTERVAL_S} s"
                 + f"\nIn another terminal: [bold]source {env_file}[/bold], then run a client.",
                 title="dMCP dev stack is running (Ctrl-C stops it)",
             )
         )
-        await anyio.sleep_forever()
+        await sweep_periodically(stack, DEV_SWEEP_INTERVAL_S)
+
+
+async def sweep_periodically(
+    stack: RunningStack, interval_s: float, idle_s: float | None = None, prefix: str | None = None
+) -> None:
+    """Sweep `stack`'s orphaned per-connection queues (under `prefix`, by default every client's)
+    every `interval_s` until cancelled, as the deployed stack's scheduled sweeper does; a failed
+    sweep is logged and tried again next time."""
+    from dmcp_aws.sweep import queue_name, sweep_orphaned_queues
+
+    idle = stack.deployment.orphan_queue_idle_s if idle_s is None else idle_s
+    async with stack.session().client("sqs", endpoint_url=stack.endpoint_url) as sqs:
+        while True:
+            await anyio.sleep(interval_s)
+            try:
+                deleted = await sweep_orphaned_queues(sqs, prefix or stack.connection_queue_prefix, idle)
+            except Exception as exc:
+                logging.getLogger(__name__).warning("sweeping orphaned connection queues failed: %s", exc)
+                continue
+            if deleted:
+                names = ", ".join(queue_name(url) for url in deleted)
+                console.print(f"swept {len(deleted)} orphaned connection queue(s): {names}")
 
 
 def client_settings(stack: RunningStack) -> dict[str, str]:
-    """The environment a client in another process needs to reach `stack`."""
+    """The environment a client in another process needs to reach `stack`: its per-connection
+    reply queues go under the first provisioned client's prefix, as that client's policy would
+    require in a deployed stack (`DMCP_REPLY_PREFIX`); `DMCP_CONNECTION_PREFIX` is what
+    `dmcp sweep` sweeps."""
     return {
         "DMCP_ENDPOINT_URL": stack.endpoint_url,
         "DMCP_TOPIC_ARN": stack.topic_arn,
-        "DMCP_REPLY_PREFIX": stack.deployment.connection_queue_prefix,
+        "DMCP_REPLY_PREFIX": stack.client_connection_prefix(),
+        "DMCP_CONNECTION_PREFIX": stack.connection_queue_prefix,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": stack.region,
@@ -279,3 +312,81 @@ async def _call(target: Any, options: dict[str, Any], tool: str, arguments: dict
 
     async with Client(sqs_client_transport(target, **options)) as session:
         return await session.call_tool(tool, arguments)
+
+
+@app.command()
+def sweep(
+    idle_seconds: Annotated[
+        int | None,
+        typer.Option(
+            "--idle-seconds",
+            min=0,
+            help="Delete queues untouched for this long; default: the deployment's orphan_queue_idle_s. "
+            "0 deletes every per-connection queue (only when no client is running).",
+        ),
+    ] = None,
+    stack: StackOption = None,
+    endpoint_url: EndpointOption = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--prefix", help="Sweep queues under this prefix instead (default: <reply prefix>conn-)."
+        ),
+    ] = None,
+    deployment: DeploymentOption = Path("dmcp.json"),
+) -> None:
+    """Delete per-connection reply queues their clients left behind (idle ones), once.
+
+    Against `dmcp dev`: source the settings it wrote first.
+    Against a deployed stack: `--stack NAME`, with AWS credentials from the environment.
+    """
+    from dmcp_aws.sweep import SweepIncomplete, queue_name
+
+    idle = _load(deployment).orphan_queue_idle_s if idle_seconds is None else idle_seconds
+    connection_prefix, endpoint, region = _sweep_target(stack, endpoint_url, prefix)
+    failed = False
+    try:
+        deleted = anyio.run(_sweep, connection_prefix, idle, endpoint, region)
+    except SweepIncomplete as exc:
+        deleted, failed = exc.deleted, True
+        console.print(f"[red]{exc}[/red]")
+    for url in deleted:
+        console.print(f"deleted {queue_name(url)}")
+    console.print(
+        f"swept {len(deleted)} orphaned queue(s) under {connection_prefix} (idle for at least {idle} s)"
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+def _sweep_target(
+    stack: str | None, endpoint_url: str | None, prefix: str | None
+) -> tuple[str, str | None, str | None]:
+    """(connection prefix, endpoint, region) of a deployed stack, or of `dmcp dev` (the environment);
+    `prefix`, when given, replaces the connection prefix."""
+    if stack is not None:
+        from dmcp_aws.deployed import StackNotFound, resolve_stack_sync
+
+        try:
+            deployed = resolve_stack_sync(stack, endpoint_url=endpoint_url)
+        except StackNotFound as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        return prefix or deployed.connection_queue_prefix, deployed.endpoint_url, deployed.region
+    prefix = prefix or os.environ.get("DMCP_CONNECTION_PREFIX")
+    if not prefix:
+        console.print(
+            "[red]DMCP_CONNECTION_PREFIX not set: pass --stack NAME or --prefix, "
+            "or source the file `dmcp dev` wrote[/red]"
+        )
+        raise typer.Exit(2)
+    return prefix, endpoint_url or os.environ.get("DMCP_ENDPOINT_URL"), None
+
+
+async def _sweep(prefix: str, idle_s: int, endpoint_url: str | None, region: str | None) -> list[str]:
+    import aioboto3
+
+    from dmcp_aws.sweep import sweep_orphaned_queues
+
+    async with aioboto3.Session().client("sqs", endpoint_url=endpoint_url, region_name=region) as sqs:
+        return await sweep_orphaned_queues(sqs, prefix, idle_s)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from dmcp_aws.client import QueueTarget, TopicTarget
-from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX
+from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX, CONNECTION_QUEUE_SEPARATOR
 
 
 class Output:
@@ -35,6 +35,9 @@ class Output:
     """JSON object: provisioned client name -> reply queue URL."""
     CLIENT_POLICY_ARNS: Final = "ClientPolicyArns"
     """JSON object: provisioned client name -> ARN of the managed policy its identities attach."""
+    CONNECTION_QUEUE_PREFIXES: Final = "ConnectionQueuePrefixes"
+    """JSON object: provisioned client name -> the prefix its per-connection reply queues are
+    created under (`<reply prefix>conn-<client>_`; its policy allows no other)."""
 
 
 class StackNotFound(LookupError):
@@ -52,6 +55,7 @@ class DeployedStack:
     dead_letter_queue_urls: dict[str, str] = field(default_factory=dict)
     reply_queue_urls: dict[str, str] = field(default_factory=dict)
     client_policy_arns: dict[str, str] = field(default_factory=dict)
+    connection_queue_prefixes: dict[str, str] = field(default_factory=dict)
     region: str | None = None
     endpoint_url: str | None = None
 
@@ -84,6 +88,7 @@ class DeployedStack:
             dead_letter_queue_urls=mapping(Output.DEAD_LETTER_QUEUE_URLS),
             reply_queue_urls=mapping(Output.REPLY_QUEUE_URLS),
             client_policy_arns=mapping(Output.CLIENT_POLICY_ARNS),
+            connection_queue_prefixes=mapping(Output.CONNECTION_QUEUE_PREFIXES),
             region=region,
             endpoint_url=endpoint_url,
         )
@@ -105,10 +110,27 @@ class DeployedStack:
                 f"stack {self.name!r} serves no {server!r}; it serves {', '.join(self.servers)}"
             ) from None
 
+    @property
+    def connection_queue_prefix(self) -> str:
+        """Every client's per-connection reply queues are named under this (`<reply prefix>conn-`);
+        the stack's sweeper deletes the idle ones."""
+        return f"{self.reply_prefix}{CONNECTION_QUEUE_PREFIX}"
+
+    def client_connection_prefix(self, client: str) -> str:
+        """The prefix provisioned client `client` creates its per-connection reply queues under."""
+        if client not in self.reply_queue_urls and client not in self.connection_queue_prefixes:
+            known = ", ".join(sorted(set(self.reply_queue_urls) | set(self.connection_queue_prefixes)))
+            raise KeyError(f"stack {self.name!r} has no client {client!r}; provisioned: {known or 'none'}")
+        return self.connection_queue_prefixes.get(
+            client, f"{self.connection_queue_prefix}{client}{CONNECTION_QUEUE_SEPARATOR}"
+        )
+
     def client_options(self, client: str | None = None, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for `sqs_client_transport`: the provisioned reply queue of `client`,
-        or (no client) the prefix to create a per-connection queue under (`<reply prefix>conn-`)."""
-        options: dict[str, Any] = {"reply_prefix": f"{self.reply_prefix}{CONNECTION_QUEUE_PREFIX}"}
+        """Keyword arguments for `sqs_client_transport`: for provisioned client `client`, its reply
+        queue and its own per-connection prefix (`<reply prefix>conn-<client>_`, the only one its
+        policy lets it create queues under); with no client, the deployment-wide prefix
+        `<reply prefix>conn-` (for identities with their own rights on it)."""
+        options: dict[str, Any] = {"reply_prefix": self.connection_queue_prefix}
         if client is not None:
             try:
                 options["reply_queue_url"] = self.reply_queue_urls[client]
@@ -117,6 +139,7 @@ class DeployedStack:
                 raise KeyError(
                     f"stack {self.name!r} has no client {client!r}; provisioned: {known}"
                 ) from None
+            options["reply_prefix"] = self.client_connection_prefix(client)
         if self.endpoint_url:
             options["endpoint_url"] = self.endpoint_url
         if self.region:

@@ -22,8 +22,9 @@ class Provisioned:
 
 
 async def provision(topology: Topology, sqs: Any, sns: Any, dynamodb: Any) -> Provisioned:
-    """Create the topic, queues (DLQs first), queue policies, filtered raw subscriptions and the
-    idempotency table."""
+    """Create the topic, queues (DLQs first), queue policies letting the topic send to the
+    subscribed queues and their DLQs, filtered raw subscriptions with their DLQs (SNS redrive)
+    and the idempotency table."""
     if topology.idempotency_table is not None:
         await _create_ledger_table(dynamodb, topology.idempotency_table)
     topic_arn = (await sns.create_topic(Name=topology.topic, Attributes={"KmsMasterKeyId": "alias/aws/sns"}))[
@@ -38,17 +39,26 @@ async def provision(topology: Topology, sqs: Any, sns: Any, dynamodb: Any) -> Pr
             "QueueArn"
         ]
         result.queue_urls[queue.name], result.queue_arns[queue.name] = url, arn
-    for subscription in topology.subscriptions:
-        queue_arn = result.queue_arns[subscription.queue]
+    # Every queue the topic sends to: the subscribed queues and their subscriptions' DLQs.
+    senders = {s.queue for s in topology.subscriptions} | {
+        s.dead_letter_queue for s in topology.subscriptions if s.dead_letter_queue is not None
+    }
+    for name in sorted(senders):
         await sqs.set_queue_attributes(
-            QueueUrl=result.queue_urls[subscription.queue],
-            Attributes={"Policy": json.dumps(_allow_topic(queue_arn, topic_arn))},
+            QueueUrl=result.queue_urls[name],
+            Attributes={"Policy": json.dumps(_allow_topic(result.queue_arns[name], topic_arn))},
         )
+    for subscription in topology.subscriptions:
+        attributes = {"RawMessageDelivery": "true", "FilterPolicy": json.dumps(subscription.filter_policy)}
+        if subscription.dead_letter_queue is not None:
+            # SNS redrive: a request SNS cannot deliver to the queue is kept in the DLQ.
+            dead_letters = result.queue_arns[subscription.dead_letter_queue]
+            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dead_letters})
         await sns.subscribe(
             TopicArn=topic_arn,
             Protocol="sqs",
-            Endpoint=queue_arn,
-            Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps(subscription.filter_policy)},
+            Endpoint=result.queue_arns[subscription.queue],
+            Attributes=attributes,
             ReturnSubscriptionArn=True,
         )
     return result

@@ -69,12 +69,31 @@ class RunningStack:
     def queue_target(self, server: str) -> QueueTarget:
         return QueueTarget(queue_url=self.queue_url(self.worker(server).request_queue), server=server)
 
-    def client_options(self) -> dict[str, Any]:
-        """Keyword arguments for `sqs_client_transport` to use this stack."""
+    @property
+    def connection_queue_prefix(self) -> str:
+        """Every client's per-connection reply queues are named under this (what the sweeper sweeps)."""
+        return self.deployment.connection_queue_prefix
+
+    def client_connection_prefix(self, client: str | None = None) -> str:
+        """The prefix a client's per-connection reply queues go under: provisioned client
+        `client`'s own, by default the first provisioned client's (as its principal would be
+        allowed in a deployed stack), or `<reply prefix>conn-` when there are no clients."""
+        names = [c.name for c in self.deployment.clients]
+        if client is None:
+            client = names[0] if names else None
+        elif client not in names:
+            raise KeyError(f"deployment {self.deployment.name!r} has no client {client!r}; it has {names}")
+        if client is None:
+            return self.deployment.connection_queue_prefix
+        return self.deployment.client_connection_prefix(client)
+
+    def client_options(self, client: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for `sqs_client_transport` to use this stack, creating its reply queue
+        per connection under `client_connection_prefix(client)`."""
         return {
             "session": self.session(),
             "endpoint_url": self.endpoint_url,
-            "reply_prefix": self.reply_prefix,
+            "reply_prefix": self.client_connection_prefix(client),
         }
 
 
@@ -181,6 +200,7 @@ def worker_environment(
     shape = topology(deployment)
     values = {
         "DMCP_REPLY_PREFIX": shape.reply_prefix,
+        "DMCP_SERVERS": ",".join(s.name for s in deployment.servers),
         "DMCP_IDEMPOTENCY_TABLE": shape.idempotency_table or "",
         "LAMBDA_TASK_ROOT": root,
         **(extra or {}),
