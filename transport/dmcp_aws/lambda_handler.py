@@ -8,11 +8,12 @@ In `functions/<server>/handler.py`:
 
 Records are processed concurrently by powertools' `AsyncBatchProcessor`; the function returns
 the partial-batch response (`{"batchItemFailures": [...]}`), so only failed records are retried.
-Logs are structured JSON with each record's correlation ids (`dmcp_conn`, `jsonrpc_id`).
+Logs are structured JSON with each record's correlation ids (`dmcp_conn_ref`, a hash of the
+connection's secret, and `jsonrpc_id`).
 Each invocation is traced with X-Ray (powertools `Tracer`; off outside Lambda) and emits
 CloudWatch metrics (namespace `dMCP`, dimension `service`) in the embedded metric format: one
-count per record outcome (`Answered`, `AnsweredWithError`, `DeadLettered`, `ReplayedFromLedger`,
-`DuplicateDropped`, `ClientNotification`) and `FailedRecords`, the records left for retry.
+count per record outcome (the names in `dmcp_aws.outcomes.Outcome`) and `FailedRecords`, the
+records left for retry.
 """
 
 from __future__ import annotations

@@ -20,8 +20,6 @@ class Outcome(StrEnum):
     ANSWERED_WITH_ERROR = "AnsweredWithError"
     REPLAYED = "ReplayedFromLedger"
     """A duplicate delivery answered with the stored answer, not run again."""
-    DUPLICATE_DROPPED = "DuplicateDropped"
-    """A duplicate delivery of a request another delivery is being served for (it answers)."""
     DEFERRED = "DeferredWhileInProgress"
     """A duplicate delivery of a request another delivery holds: hidden until the claim ends."""
     ROUTED_ELSEWHERE = "RoutedElsewhere"
