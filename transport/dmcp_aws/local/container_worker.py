@@ -16,7 +16,7 @@ import anyio
 
 from dmcp_aws.deployment import Deployment, topology
 from dmcp_aws.local.poller import EventSourceMapping
-from dmcp_aws.local.stack import load_handler, mapping_settings, worker_environment
+from dmcp_aws.local.stack import load_handler, mapping_settings, poller_config, worker_environment
 
 
 async def serve_from_queue(
@@ -39,7 +39,10 @@ async def serve_from_queue(
     endpoint = {"AWS_ENDPOINT_URL": endpoint_url} if endpoint_url else {}
     with worker_environment(deployment, code_root, extra=endpoint):
         handler = load_handler(worker.handler)
-        async with session.client("sqs", endpoint_url=endpoint_url, region_name=region_name) as sqs:
+        config = poller_config(worker.spec.max_concurrency)
+        async with session.client(
+            "sqs", endpoint_url=endpoint_url, region_name=region_name, config=config
+        ) as sqs:
             url = (await sqs.get_queue_url(QueueName=worker.request_queue))["QueueUrl"]
             arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
                 "QueueArn"

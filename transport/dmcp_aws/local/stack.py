@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import aioboto3
 import anyio
+from botocore.config import Config
 
 from dmcp_aws.client import QueueTarget, TopicTarget
 from dmcp_aws.deployment import DEFAULT_DEPLOYMENT, Deployment, Topology, WorkerSpec, topology
@@ -128,8 +129,17 @@ async def embedded_stack(
                 async with anyio.create_task_group() as tg:
                     if workers:
                         for worker in shape.workers:
+                            # Each poll loop holds one connection for its whole long poll: a
+                            # mapping gets a client whose pool fits all its loops and their deletes.
+                            poller_sqs = await stack.enter_async_context(
+                                session.client(
+                                    "sqs",
+                                    endpoint_url=endpoint,
+                                    config=poller_config(worker.spec.max_concurrency),
+                                )
+                            )
                             mapping = EventSourceMapping(
-                                sqs,
+                                poller_sqs,
                                 load_handler(worker.handler),
                                 mapping_settings(
                                     worker,
@@ -164,6 +174,12 @@ def _reset_moto(endpoint: str) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=5)
     except OSError as exc:
         logger.warning("could not reset moto: %s", exc)
+
+
+def poller_config(max_concurrency: int) -> Config:
+    """botocore settings for one event source mapping's SQS client: a connection per poll loop
+    (each holds one for a 20 s long poll) plus as many for deletes, never the default 10."""
+    return Config(max_pool_connections=2 * max_concurrency + 2)
 
 
 def load_handler(dotted: str) -> Any:
