@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import aioboto3
 import anyio
+import botocore.session
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.client._transport import TransportStreams
@@ -137,24 +138,20 @@ async def sqs_client_transport(
         reply_queue_url: a provisioned reply queue; when omitted, one named
             `<reply_prefix><connection id>` is created and deleted on close.
         reply_prefix: name prefix for a created reply queue (workers answer only under it).
-        session: the aioboto3 session (credentials, region); a default one otherwise.
+        session: the aioboto3 session (credentials, region); the process's shared one otherwise.
         endpoint_url: AWS endpoint override, for local stacks.
         region_name: AWS region, when the session does not set one.
         wait_time_seconds: long-poll duration for the reply queue (1-20).
         request_timeout: seconds a request waits for its answer before it fails with a
             timeout error (`REQUEST_TIMEOUT`); None waits for ever.
     """
-    session = session or aioboto3.Session()
+    session = session or await shared_session()
     conn = secrets.token_hex(16)  # the connection's secret: fresh for every connection instance
     async with AsyncExitStack() as stack:
-        sqs = await stack.enter_async_context(
-            session.client("sqs", endpoint_url=endpoint_url, region_name=region_name)
-        )
+        sqs = await _open_client(stack, session, "sqs", endpoint_url, region_name)
         sns = None
         if isinstance(target, TopicTarget):
-            sns = await stack.enter_async_context(
-                session.client("sns", endpoint_url=endpoint_url, region_name=region_name)
-            )
+            sns = await _open_client(stack, session, "sns", endpoint_url, region_name)
         owned = reply_queue_url is None
         if reply_queue_url is None:
             name = f"{reply_prefix}{secrets.token_hex(QUEUE_NAME_RANDOM_HEX // 2)}"
@@ -443,6 +440,56 @@ class _Connection:
                 MessageBody=body,
                 MessageAttributes=to_sqs_attributes(attributes),
             )
+
+
+_shared_session: aioboto3.Session | None = None
+_prepared: set[tuple[int, str, str | None, str | None]] = set()
+
+
+async def shared_session() -> aioboto3.Session:
+    """The aioboto3 session connections use when given none: one per process, made in a worker
+    thread (it reads configuration files), since making one costs about 100 ms of CPU."""
+    global _shared_session
+    if _shared_session is None:
+        _shared_session = await anyio.to_thread.run_sync(aioboto3.Session)
+    return _shared_session
+
+
+async def _open_client(
+    stack: AsyncExitStack,
+    session: aioboto3.Session,
+    service: str,
+    endpoint_url: str | None,
+    region: str | None,
+) -> Any:
+    """An aioboto3 client whose botocore data files were read in a worker thread, not on the
+    event loop (botocore reads them synchronously when a client is created)."""
+    key = (id(session), service, endpoint_url, region)
+    if key not in _prepared:
+        await anyio.to_thread.run_sync(_prepare_client_data, session, service, endpoint_url, region)
+        _prepared.add(key)
+    return await stack.enter_async_context(
+        session.client(service, endpoint_url=endpoint_url, region_name=region)
+    )
+
+
+def _prepare_client_data(
+    session: aioboto3.Session, service: str, endpoint_url: str | None, region: str | None
+) -> None:
+    """Load what creating a `service` client reads from disk into `session`'s shared loader
+    caches, by creating a throwaway synchronous client (it makes no AWS call)."""
+    aio_session: Any = session._session
+    sync = botocore.session.Session()
+    sync.register_component("data_loader", aio_session.get_component("data_loader"))
+    sync.create_client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region or session.region_name or "us-east-1",
+        aws_access_key_id="prepare",
+        aws_secret_access_key="prepare",
+    )
+    aio_session.get_scoped_config()
+    aio_session._get_internal_component("endpoint_resolver")
 
 
 def _remember(memory: OrderedDict[Any, Any], key: Any, value: Any) -> None:
