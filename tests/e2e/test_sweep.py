@@ -246,7 +246,6 @@ async def test_embedded_stack_connection_prefixes_and_served_names(stack: Runnin
     assert stack.client_options("laptop")["reply_prefix"] == "dmcp-reply-conn-laptop_"
     with pytest.raises(KeyError, match="no client 'bot'"):
         stack.client_options("bot")
-    assert os.environ["DMCP_SERVERS"] == "example"
     settings = client_settings(stack)
     assert settings["DMCP_REPLY_PREFIX"] == "dmcp-reply-conn-laptop_"
     assert settings["DMCP_CONNECTION_PREFIX"] == "dmcp-reply-conn-"

@@ -14,7 +14,6 @@ from mcp_types import JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPC
 from dmcp_aws.client import QueueTarget, TopicTarget, _Connection, _queue_arn
 from dmcp_aws.idempotency import Claim
 from dmcp_aws.reply_address import ReplyAddress
-from dmcp_aws.routing import Routing, route
 from dmcp_aws.wire import (
     MAX_MESSAGE_BYTES,
     decode,
@@ -24,7 +23,7 @@ from dmcp_aws.wire import (
     request_digest,
     to_sqs_attributes,
 )
-from dmcp_aws.worker import ReplyChannel, conn_ref
+from dmcp_aws.worker import ReplyChannel, _single_outcome_claim, conn_ref, names_one_server
 
 
 def _connection(*, owned: bool = True) -> _Connection:
@@ -155,25 +154,27 @@ def test_connection_references_do_not_reveal_the_secret() -> None:
     assert conn_ref(None) is None
 
 
-def test_a_server_array_is_answered_by_exactly_one_worker() -> None:
-    served = frozenset({"example", "search"})
-    for names, answerer in (
-        (["example", "nope"], "unrouted"),
-        (["search", "example"], "example"),
-        (["example"], "example"),
-    ):
-        attribute = (json.dumps(names), "String.Array")
-        verdicts = {me: route(attribute, me, served) for me in ("example", "search", "unrouted")}
-        # Who receives a copy from SNS: each served name in the array, and the catch-all if any
-        # name is not served (AWS) or always (moto matches `anything-but` on the whole array).
-        aws = {n for n in names if n in served} | ({"unrouted"} if set(names) - served else set())
-        for receivers in (aws, aws | {"unrouted"}):
-            answering = {me for me in receivers if verdicts[me] is Routing.REFUSE}
-            assert answering == {answerer}, (names, verdicts, receivers)
-    assert route(("example", "String"), "example", served) is Routing.SERVE
-    assert route((None, None), "unrouted", served) is Routing.SERVE
-    assert route(('["search"]', "String.Array"), "example", served) is Routing.REFUSE, "sent straight to us"
-    assert route(("5", "Number"), "example", served) is Routing.REFUSE
+def _record(server: dict[str, str] | None, reply_to: str = "https://r", body: str = "{}") -> dict[str, Any]:
+    attributes = {"dmcp.reply-to": {"dataType": "String", "stringValue": reply_to}}
+    if server is not None:
+        attributes["mcp.server"] = server
+    return {"body": body, "messageAttributes": attributes}
+
+
+def test_only_a_record_that_may_reach_several_workers_needs_a_single_outcome_claim() -> None:
+    one = _record({"dataType": "String", "stringValue": "example"})
+    array = _record({"dataType": "String.Array", "stringValue": '["example", "nope"]'})
+    assert names_one_server(one) and names_one_server(_record(None))
+    assert not names_one_server(array)
+    assert not names_one_server(_record({"dataType": "Number", "stringValue": "5"}))
+    assert _single_outcome_claim(one, from_sqs_attributes(one["messageAttributes"]), "d") is None
+    # every copy SNS made of one publish claims the same key; another publish does not
+    copy = _record({"dataType": "String.Array", "stringValue": '["example", "nope"]'})
+    claim = _single_outcome_claim(array, from_sqs_attributes(array["messageAttributes"]), "d")
+    assert claim is not None
+    assert claim == _single_outcome_claim(copy, from_sqs_attributes(copy["messageAttributes"]), "d")
+    other = _record({"dataType": "String.Array", "stringValue": '["example", "nope"]'}, reply_to="https://x")
+    assert claim != _single_outcome_claim(other, from_sqs_attributes(other["messageAttributes"]), "d")
 
 
 def test_an_answer_too_large_to_send_becomes_its_error() -> None:

@@ -91,6 +91,9 @@ RECEIVE_VISIBILITY_S: Final = 3
 """Visibility of a received reply until it is deleted (a few ms later). Short on purpose: a long
 poll of a closed connection lives on in the service and may take the next reply; it is visible
 again to the live connection after this long, not after the queue's 30 s."""
+FOREIGN_FIRST_HOLD_S: Final = 6
+"""How long another connection's reply on a shared provisioned queue is held back the first time
+this connection passes over it (doubling each time)."""
 _FOREIGN_MAX_RECEIVES: Final = 20
 """A well-formed reply of another connection on a shared provisioned queue is deleted once it
 was passed over this often (with back-off, about ten minutes): its owner is gone."""
@@ -254,13 +257,11 @@ class _Connection:
             AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
         )
         done: list[Mapping[str, Any]] = []
+        others: list[Mapping[str, Any]] = []
         for raw in response.get("Messages", []):
             attributes = from_sqs_attributes(raw.get("MessageAttributes"))
             if attributes.get(Attr.CONN) != self.conn:
-                if self._leave_to_owner(raw, attributes):
-                    await self._release(raw)
-                else:
-                    done.append(raw)
+                (others if self._leave_to_owner(raw, attributes) else done).append(raw)
                 continue
             message = self._accept(raw, attributes)
             if message is not None:
@@ -268,6 +269,8 @@ class _Connection:
             done.append(raw)
         if done:
             await self._delete(done)
+        if others:
+            await self._release(others)
 
     def _leave_to_owner(self, raw: Mapping[str, Any], attributes: Mapping[str, str]) -> bool:
         """Whether a message that is not this connection's may belong to another live one.
@@ -361,17 +364,21 @@ class _Connection:
             except Exception as exc:
                 logger.warning("could not mark reply queue %s as in use: %s", self.reply_name, exc)
 
-    async def _release(self, raw: Mapping[str, Any]) -> None:
-        """Leave another connection's reply for its owner, backing off each time it is passed over."""
-        receives = int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+    async def _release(self, messages: list[Mapping[str, Any]]) -> None:
+        """Leave other connections' replies for their owners, hidden longer each time they are
+        passed over (6, 12, 24, then 30 s), so that a flood moves out of the way of this
+        connection's own replies instead of coming back at the front of the queue."""
+        entries = []
+        for i, raw in enumerate(messages):
+            receives = int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+            hidden = min(30, FOREIGN_FIRST_HOLD_S * 2 ** min(receives - 1, 3))
+            entries.append({"Id": str(i), "ReceiptHandle": raw["ReceiptHandle"], "VisibilityTimeout": hidden})
+        if not entries:
+            return
         try:
-            await self.sqs.change_message_visibility(
-                QueueUrl=self.reply_url,
-                ReceiptHandle=raw["ReceiptHandle"],
-                VisibilityTimeout=min(30, 2 ** min(receives, 5)),
-            )
+            await self.sqs.change_message_visibility_batch(QueueUrl=self.reply_url, Entries=entries)
         except Exception as exc:
-            logger.debug("could not release another connection's reply: %s", exc)
+            logger.debug("could not hold back other connections' replies: %s", exc)
 
     async def _delete(self, messages: list[Mapping[str, Any]]) -> None:
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]

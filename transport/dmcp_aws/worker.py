@@ -25,6 +25,7 @@ import itertools
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -53,7 +54,6 @@ from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger
 from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
 from dmcp_aws.request_context import QueueRequest, serving
-from dmcp_aws.routing import Routing, route
 from dmcp_aws.serving import serve_request
 from dmcp_aws.wire import (
     Attr,
@@ -74,6 +74,8 @@ _MAX_ATTRIBUTES: Final = 10
 _DEFER_SLACK_S: Final = 2
 """Seconds a deferred duplicate stays hidden beyond the holder's claim."""
 _MAX_VISIBILITY_S: Final = 12 * 3600
+SHARED_LEDGER_NAMESPACE: Final = "*"
+"""Ledger key namespace shared by all the deployment's workers (server names never contain `*`)."""
 READ_ONLY_METHODS: Final = frozenset(
     {
         "initialize",
@@ -121,16 +123,12 @@ class WorkerSettings:
     """DynamoDB table of the request ledger; None serves every delivery (at least once)."""
     default_timeout_ms: int = 30_000
     """How long a claim on a request lasts when no Lambda context tells the remaining time."""
-    served: frozenset[str] | None = None
-    """Every server name the deployment serves (`DMCP_SERVERS`), to pick the one worker that
-    answers a request whose `mcp.server` is not a single String; None: unknown."""
     answer_margin_ms: int = 2_000
     """Time kept back from the function timeout to send an answer or a dead letter."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
-        """Read `DMCP_REPLY_PREFIX`, `DMCP_IDEMPOTENCY_TABLE`, `DMCP_SERVERS` and the AWS
-        endpoint override."""
+        """Read `DMCP_REPLY_PREFIX`, `DMCP_IDEMPOTENCY_TABLE` and the AWS endpoint override."""
         prefix = environ.get("DMCP_REPLY_PREFIX")
         if not prefix:
             raise RuntimeError("DMCP_REPLY_PREFIX is not set: the worker does not know where it may reply")
@@ -138,7 +136,6 @@ class WorkerSettings:
             reply_prefix=prefix,
             endpoint_url=environ.get("AWS_ENDPOINT_URL_SQS") or environ.get("AWS_ENDPOINT_URL") or None,
             idempotency_table=environ.get("DMCP_IDEMPOTENCY_TABLE") or None,
-            served=frozenset(n for n in environ.get("DMCP_SERVERS", "").split(",") if n) or None,
         )
 
 
@@ -205,6 +202,13 @@ class Worker:
             if settings.idempotency_table
             else None
         )
+        self._shared_ledger = (
+            RequestLedger(settings.idempotency_table, function_name=SHARED_LEDGER_NAMESPACE)
+            if settings.idempotency_table
+            else None
+        )
+        """The same table under one namespace for every worker of the deployment: single-outcome
+        claims must meet whichever worker received a copy."""
 
     @property
     def is_catch_all(self) -> bool:
@@ -221,6 +225,50 @@ class Worker:
         attributes = from_sqs_attributes(raw.get("messageAttributes"))
         digest = request_digest(raw["body"])
         log = {"message_id": raw.get("messageId"), "dmcp_conn_ref": conn_ref(attributes.get(Attr.CONN))}
+        shared = self._shared_ledger
+        single = _single_outcome_claim(raw, attributes, digest) if shared is not None else None
+        # SNS may have delivered copies of this record to several workers: the first to claim it
+        # gives its one outcome; the others step aside once that is done.
+        if single is not None and not await self._claim_single_outcome(
+            resources.sqs, raw, single, lambda_context, log
+        ):
+            return
+        try:
+            await self._handle_decoded(resources, raw, attributes, digest, lambda_context, log)
+        except BaseException as problem:
+            if single is not None and shared is not None:
+                await shared.abandon(single, problem)
+            raise
+        if single is not None and shared is not None:
+            await shared.complete(single, {"handled_by": self.server.name})
+
+    async def _claim_single_outcome(
+        self, sqs: Any, raw: Mapping[str, Any], claim: Claim, lambda_context: Any, log: dict[str, Any]
+    ) -> bool:
+        """Whether this copy is the one to handle; defers it while another copy is handled."""
+        assert self._shared_ledger is not None
+        budget_ms = _remaining_ms(lambda_context, self.settings.default_timeout_ms)
+        try:
+            done = await self._shared_ledger.begin(claim, budget_ms)
+        except RequestInProgress as busy:
+            await self._defer(sqs, raw, busy.remaining_ms)
+            record_outcome(Outcome.DEFERRED)
+            raise
+        if done is not None:
+            logger.info("another worker handled this copy (mcp.server is not one String)", extra=log)
+            record_outcome(Outcome.ROUTED_ELSEWHERE)
+            return False
+        return True
+
+    async def _handle_decoded(
+        self,
+        resources: _LoopResources,
+        raw: Mapping[str, Any],
+        attributes: Mapping[str, str],
+        digest: str,
+        lambda_context: Any,
+        log: dict[str, Any],
+    ) -> None:
         try:
             channel = self._reply_channel(resources.sqs, raw["eventSourceARN"], attributes, digest)
             inbound = _decode_or_answer(raw["body"], attributes)
@@ -232,16 +280,11 @@ class Worker:
             return
         message = inbound.message
         log |= {"jsonrpc_id": inbound.request_id, "mcp_method": getattr(message, "method", None)}
-        routing = route(_server_attribute(raw), self.server.name, self.settings.served)
-        if routing is Routing.ELSEWHERE:
-            logger.info("another worker answers this copy (mcp.server is not one String)", extra=log)
-            record_outcome(Outcome.ROUTED_ELSEWHERE)
-            return
         if isinstance(message, JSONRPCNotification):
             logger.info("client notification %s needs no answer", message.method, extra=log)
             record_outcome(Outcome.CLIENT_NOTIFICATION)
         elif isinstance(message, JSONRPCRequest):
-            if routing is Routing.REFUSE:
+            if not names_one_server(raw):
                 error = ErrorData(
                     code=INVALID_REQUEST,
                     message="message attribute mcp.server must be a String naming one server",
@@ -265,6 +308,7 @@ class Worker:
         log: dict[str, Any],
     ) -> None:
         """Serve a request within its delivery budget; see the module docstring for the outcomes."""
+        started = time.monotonic()
         try:
             check_answerable(request.id, server=channel.server, conn=channel.conn, digest=channel.digest)
         except WireError as exc:
@@ -293,7 +337,14 @@ class Worker:
                 await self._give_up(channel, request, raw, exc)
                 return
             raise
-        logger.info("answered %s", request.method, extra=log | {"outcome": outcome.value})
+        # One record per served request (`dmcp dev` prints it as a line): method, server, outcome, ms.
+        served: dict[str, Any] = {
+            "outcome": outcome.value,
+            "mcp_server": channel.server,
+            "mcp_name": attributes.get(Attr.NAME),
+            "duration_ms": round((time.monotonic() - started) * 1000),
+        }
+        logger.info("answered %s", request.method, extra=log | served)
         await self._answer(channel, answer, raw, outcome)
 
     async def aclose(self) -> None:
@@ -371,6 +422,8 @@ class Worker:
         async def notify(notification: JSONRPCNotification) -> None:
             try:
                 await self._send(channel, notification, request.id)
+            except UndeliverableReply as gone:
+                logger.info("could not deliver %s: %s", notification.method, gone)  # the client left
             except Exception:
                 # Notifications are advisory: a lost one must not fail the request.
                 logger.warning(
@@ -552,14 +605,24 @@ def _remaining_ms(lambda_context: Any, default_ms: int) -> int:
     return int(remaining()) if remaining else default_ms
 
 
-def _server_attribute(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """`mcp.server`'s value and data type as the record carries them."""
+def names_one_server(raw: Mapping[str, Any]) -> bool:
+    """Whether the record's `mcp.server` is absent or one String (the only forms SNS routes to
+    exactly one subscription: a `String.Array` can match a server and the catch-all at once)."""
     value = (raw.get("messageAttributes") or {}).get(Attr.SERVER.value)
     if not isinstance(value, Mapping):
-        return None, None
-    data_type = value.get("dataType", value.get("DataType"))
-    string = value.get("stringValue", value.get("StringValue"))
-    return (string if isinstance(string, str) else None), (data_type if isinstance(data_type, str) else None)
+        return True
+    return bool(value.get("dataType", value.get("DataType")) == "String")
+
+
+def _single_outcome_claim(raw: Mapping[str, Any], attributes: Mapping[str, str], digest: str) -> Claim | None:
+    """The ledger claim that gives a possibly multi-delivered record one outcome (None: not needed).
+
+    Every copy SNS made of one publish has the same body and attributes, so the same claim."""
+    if names_one_server(raw):
+        return None
+    server = json.dumps(((raw.get("messageAttributes") or {}).get(Attr.SERVER.value) or {}), sort_keys=True)
+    where = "\n".join((attributes.get(Attr.REPLY_TO) or "", server))
+    return Claim.of(f"single-outcome:{attributes.get(Attr.CONN) or ''}", where, digest)
 
 
 def _with_outcome(answer: JSONRPCMessage) -> tuple[JSONRPCMessage, Outcome]:
