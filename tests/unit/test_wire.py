@@ -168,8 +168,10 @@ def test_an_unencodable_result_becomes_an_error_and_an_unanswerable_id_is_refuse
     check_answerable(10**30, server="s", conn="c", digest="d")
 
 
-def test_the_request_digest_is_over_the_exact_body() -> None:
+def test_the_request_digest_is_over_the_json_value_not_its_spelling() -> None:
     from dmcp_aws.wire import request_digest
 
-    assert request_digest('{"a":1}') != request_digest('{"a": 1}')
+    assert request_digest('{"a":1,"b":"/"}') == request_digest('{"b": "\\/", "a": 1}')
+    assert request_digest('{"a":1}') != request_digest('{"a":2}')
+    assert request_digest("{not json") != request_digest("{not  json")
     assert len(request_digest("x")) == 64

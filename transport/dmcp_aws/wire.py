@@ -95,8 +95,16 @@ class InboundMessage:
 
 
 def request_digest(body: str) -> str:
-    """The SHA-256 (hex) of a request body exactly as sent: binds every reply to its request."""
-    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+    """The SHA-256 (hex) of a request body's JSON value: binds every reply to its request.
+
+    The value, not its spelling: a body is hashed in canonical form (sorted keys, no spaces), so
+    a hop that re-serialises JSON (LocalStack's event source mapping does) cannot break the
+    binding. A body that is not JSON is hashed as it is."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        canonical = body
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def dump_message(message: JSONRPCMessage) -> str:
