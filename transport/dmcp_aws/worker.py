@@ -620,7 +620,8 @@ def _single_outcome_claim(raw: Mapping[str, Any], attributes: Mapping[str, str],
     Every copy SNS made of one publish has the same body and attributes, so the same claim."""
     if names_one_server(raw):
         return None
-    server = json.dumps(((raw.get("messageAttributes") or {}).get(Attr.SERVER.value) or {}), sort_keys=True)
+    attribute = (raw.get("messageAttributes") or {}).get(Attr.SERVER.value) or {}
+    server = json.dumps(attribute, sort_keys=True, default=repr)  # a Binary value is bytes locally
     where = "\n".join((attributes.get(Attr.REPLY_TO) or "", server))
     return Claim.of(f"single-outcome:{attributes.get(Attr.CONN) or ''}", where, digest)
 
