@@ -70,7 +70,7 @@ def test_synth_writes_the_stack_and_its_asset(assembly: Path) -> None:
     assert (asset / "dmcp_aws" / "worker.py").is_file()
     assert (asset / "dmcp_aws" / "sweep.py").is_file()  # the orphan sweeper runs from the same asset
     for absent in (
-        "dmcp_aws/cli.py",
+        "dmcp_aws/cli",
         "dmcp_aws/local",
         "dmcp_aws/deployed.py",
         "moto",

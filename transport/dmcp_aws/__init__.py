@@ -6,10 +6,36 @@ The public surface:
 - `QueueTarget` / `TopicTarget` — where a client sends its requests.
 - `Worker` — serves a batch of SQS records (the Lambda event shape) with an `MCPServer`.
 - `make_lambda_handler` — the Lambda entry point built on aws-lambda-powertools.
+
+The names are imported on first use, so `import dmcp_aws.cli` (the `dmcp` command) or a Lambda
+importing only `dmcp_aws.lambda_handler` pays for nothing else.
 """
 
-from dmcp_aws.client import QueueTarget, TopicTarget, sqs_client_transport
-from dmcp_aws.worker import Worker, WorkerSettings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dmcp_aws.client import QueueTarget, TopicTarget, sqs_client_transport
+    from dmcp_aws.worker import Worker, WorkerSettings
 
 __all__ = ["QueueTarget", "TopicTarget", "Worker", "WorkerSettings", "sqs_client_transport"]
 __version__ = "0.1.0"
+
+_HOMES = {
+    "QueueTarget": "dmcp_aws.client",
+    "TopicTarget": "dmcp_aws.client",
+    "sqs_client_transport": "dmcp_aws.client",
+    "Worker": "dmcp_aws.worker",
+    "WorkerSettings": "dmcp_aws.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dmcp_aws' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

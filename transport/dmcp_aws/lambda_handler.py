@@ -10,7 +10,9 @@ Records are processed concurrently by powertools' `AsyncBatchProcessor`; the fun
 the partial-batch response (`{"batchItemFailures": [...]}`), so only failed records are retried.
 Logs are structured JSON with each record's correlation ids (`dmcp_conn_ref`, a hash of the
 connection's secret, and `jsonrpc_id`).
-Each invocation is traced with X-Ray (powertools `Tracer`; off outside Lambda) and emits
+Each invocation is traced with X-Ray (powertools `Tracer`) where a daemon receives traces (Lambda
+with active tracing sets `AWS_XRAY_DAEMON_ADDRESS`; elsewhere tracing is off, see
+`tracing_enabled`) and emits
 CloudWatch metrics (namespace `dMCP`, dimension `service`) in the embedded metric format: one
 count per record outcome (the names in `dmcp_aws.outcomes.Outcome`) and `FailedRecords`, the
 records left for retry.
@@ -18,7 +20,9 @@ records left for retry.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
@@ -39,6 +43,17 @@ from dmcp_aws.worker import Worker, WorkerSettings
 METRICS_NAMESPACE = "dMCP"
 
 
+def tracing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether X-Ray tracing can work here: only where a daemon listens for it.
+
+    Lambda sets `AWS_XRAY_DAEMON_ADDRESS` when the function's tracing is active; a container
+    worker, `dmcp worker` or the local stack have no daemon unless one is configured the same
+    way, and a tracer without one logs a warning for every AWS call. `POWERTOOLS_TRACE_DISABLED`
+    still switches tracing off where a daemon exists.
+    """
+    return bool(environ.get("AWS_XRAY_DAEMON_ADDRESS"))
+
+
 class LambdaHandler:
     """A Lambda handler serving one MCP server; settings come from the environment on first use."""
 
@@ -55,7 +70,11 @@ class LambdaHandler:
         self._worker_lock = threading.Lock()
         self.service = f"dmcp-{server.name}"
         self.logger = Logger(service=self.service)
-        self.tracer = Tracer(service=self.service, patch_modules=["aiobotocore", "botocore"])
+        self.tracer = Tracer(
+            service=self.service,
+            patch_modules=["aiobotocore", "botocore"],
+            disabled=None if tracing_enabled() else True,  # None: powertools decides (env, Lambda)
+        )
         self._traced = self.tracer.capture_lambda_handler(self._handle_batch, capture_response=False)
         copy_config_to_registered_loggers(source_logger=self.logger, include={"dmcp_aws.worker"})
 

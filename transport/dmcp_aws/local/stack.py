@@ -182,10 +182,25 @@ def poller_config(max_concurrency: int) -> Config:
     return Config(max_pool_connections=2 * max_concurrency + 2)
 
 
+class HandlerError(ImportError):
+    """A server's handler cannot be loaded: its module is missing, fails on import, or lacks the
+    attribute (what Lambda reports as `Runtime.ImportModuleError` / `Runtime.HandlerNotFound`)."""
+
+
 def load_handler(dotted: str) -> Any:
     """Import `module.attribute`, the way the Lambda runtime resolves a handler string."""
     module_name, _, attribute = dotted.rpartition(".")
-    return getattr(importlib.import_module(module_name), attribute)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise HandlerError(
+            f"cannot load handler {dotted!r}: importing {module_name} failed ({detail})"
+        ) from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise HandlerError(f"cannot load handler {dotted!r}: {module_name} has no {attribute!r}") from None
 
 
 @contextmanager
@@ -216,7 +231,6 @@ def worker_environment(
     shape = topology(deployment)
     values = {
         "DMCP_REPLY_PREFIX": shape.reply_prefix,
-        "DMCP_SERVERS": ",".join(s.name for s in deployment.servers),
         "DMCP_IDEMPOTENCY_TABLE": shape.idempotency_table or "",
         "LAMBDA_TASK_ROOT": root,
         **(extra or {}),
