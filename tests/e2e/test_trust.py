@@ -326,3 +326,19 @@ async def test_reconnecting_to_a_provisioned_queue_gets_every_reply_promptly(
             async with _client(stack, reply_queue_url=reply) as client:
                 result = await client.call_tool("echo", {"text": f"round-{round_}"})
         assert result.content[0].text == f"round-{round_}"  # type: ignore[union-attr]
+
+
+async def test_a_request_whose_caller_stopped_waiting_is_not_run(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
+    requests = stack.queue_url(stack.worker("example").request_queue)
+    reply = await make_reply_queue(sqs, stack)
+    conn = new_conn()
+    gone = request_attributes(stack, reply, conn, dmcp_deadline="1")  # long past
+    await send(sqs, requests, tool_call(81, "too late"), gone)
+    waiting = request_attributes(stack, reply, conn, dmcp_deadline=str(2**53))
+    await send(sqs, requests, tool_call(82, "in time"), waiting)
+    answers = {
+        json.loads(body)["id"]: json.loads(body)
+        for body, _ in await receive_matching(sqs, reply, conn, count=2)
+    }
+    assert answers[81]["error"]["code"] == -32001 and "deadline" in answers[81]["error"]["message"]
+    assert answers[82]["result"]["content"][0]["text"] == "in time"

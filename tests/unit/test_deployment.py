@@ -29,7 +29,7 @@ def test_topology_per_server_and_catch_all() -> None:
     assert shape.topic == "acme-requests"
     queues = {q.name: q for q in shape.queues}
     assert queues["acme-search-requests"].dead_letter_queue == "acme-search-dlq"
-    assert queues["acme-search-requests"].max_receive_count == 4 + 1, "one last-word delivery"
+    assert queues["acme-search-requests"].max_receive_count == 4 + 3, "three last-word deliveries"
     assert queues["acme-search-requests"].visibility_timeout_s == 120
     assert queues["acme-reply-bot.fifo"].fifo
     policies = {s.queue: s.filter_policy for s in shape.subscriptions}
@@ -65,6 +65,17 @@ def test_topology_per_server_and_catch_all() -> None:
             "client names starting with 'conn-' are reserved",
         ),
         ({"servers": [{"name": "a"}], "clients": [{"name": "b", "principal": "*"}]}, "clients.0.principal"),
+        (
+            {"servers": [{"name": "a", "requirements": ["-r requirements.txt"]}]},
+            "servers.0.requirements: Value error, '-r requirements.txt' is not a pip requirement string",
+        ),
+        ({"servers": [{"name": "a", "requirements": ["./my-lib"]}]}, "is not a pip requirement string"),
+        ({"servers": [{"name": "a", "requirements": ["numpy>>2"]}]}, "is not a pip requirement string"),
+        (
+            {"servers": [{"name": "a", "requirements": "PyYAML"}]},
+            "servers.0.requirements: Input should be a valid list",
+        ),
+        ({"servers": [{"name": "a", "requirements": ["dmcp_aws"]}]}, "is always bundled from source"),
     ],
 )
 def test_invalid_descriptions_say_what_is_wrong(data: dict, problem: str) -> None:
@@ -88,3 +99,16 @@ def test_the_transports_default_prefix_is_the_default_deployments_connection_pre
     from dmcp_aws.deployment import DEFAULT_DEPLOYMENT
 
     assert DEFAULT_REPLY_PREFIX == DEFAULT_DEPLOYMENT.connection_queue_prefix == "dmcp-reply-conn-"
+
+
+def test_a_servers_requirements_are_pip_requirement_strings() -> None:
+    requirements = [
+        "PyYAML",
+        " httpx>=0.27,<1 ",
+        "pandas[excel,performance]==2.2.3; python_version >= '3.12'",
+        "zope.interface (~=6.0)",
+        "tool @ https://example.com/tool-1.0-py3-none-any.whl",
+    ]
+    spec = Deployment.parse({"servers": [{"name": "a", "requirements": requirements}]}).servers[0]
+    assert spec.requirements == [r.strip() for r in requirements]
+    assert Deployment.parse({"servers": [{"name": "a"}]}).servers[0].requirements == []

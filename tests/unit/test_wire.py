@@ -175,3 +175,18 @@ def test_the_request_digest_is_over_the_json_value_not_its_spelling() -> None:
     assert request_digest('{"a":1}') != request_digest('{"a":2}')
     assert request_digest("{not json") != request_digest("{not  json")
     assert len(request_digest("x")) == 64
+
+
+def test_a_request_carries_its_callers_deadline_and_a_notification_does_not() -> None:
+    request = _request("tools/call", {"name": "echo"})
+    assert (
+        encode_request(request, server="s", reply_to="u", conn="c", deadline_ms=123).attributes[
+            "dmcp.deadline"
+        ]
+        == "123"
+    )
+    note = JSONRPCNotification(jsonrpc="2.0", method="notifications/cancelled", params={"requestId": 1})
+    assert (
+        "dmcp.deadline"
+        not in encode_request(note, server="s", reply_to="u", conn="c", deadline_ms=1).attributes
+    )

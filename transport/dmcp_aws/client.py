@@ -403,6 +403,7 @@ class _Connection:
                 reply_to=self.reply_url,
                 conn=self.conn,
                 protocol_version=_protocol_version_header(session_message),
+                deadline_ms=int((time.time() + self.timeout) * 1000) if self.timeout is not None else None,
             )
             if isinstance(message, JSONRPCRequest):
                 self._expect(message, request_digest(wire.body))

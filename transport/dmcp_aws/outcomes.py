@@ -24,6 +24,8 @@ class Outcome(StrEnum):
     """A duplicate delivery of a request another delivery holds: hidden until the claim ends."""
     ROUTED_ELSEWHERE = "RoutedElsewhere"
     """A copy SNS also delivered to the worker that answers it (a `String.Array` `mcp.server`)."""
+    EXPIRED = "ExpiredBeforeRun"
+    """A request whose caller's deadline had passed when a worker got it: not run, answered."""
     DEAD_LETTERED = "DeadLettered"
     REPLY_QUEUE_GONE = "ReplyQueueGone"
     """The answer's per-connection reply queue was deleted: its client left (not poison)."""

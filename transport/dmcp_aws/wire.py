@@ -49,6 +49,9 @@ class Attr(StrEnum):
     REPLY_TO = "dmcp.reply-to"
     CONN = "dmcp.conn"
     PAYLOAD = "dmcp.payload"
+    DEADLINE = "dmcp.deadline"
+    """On requests: when the caller stops waiting (ms since the epoch); a worker that receives the
+    request later does not run it."""
     REQUEST_DIGEST = "dmcp.request-digest"
     """On replies: `request_digest` of the request body they answer. The client transport hands
     the session only replies whose digest is that of a request it sent and still waits for."""
@@ -137,8 +140,10 @@ def encode_request(
     reply_to: str,
     conn: str,
     protocol_version: str | None = None,
+    deadline_ms: int | None = None,
 ) -> WireMessage:
-    """Encode a client-to-server message (request or notification) with its routing attributes."""
+    """Encode a client-to-server message (request or notification) with its routing attributes;
+    `deadline_ms` (requests only) is when the caller stops waiting, in ms since the epoch."""
     attributes = {
         Attr.VERSION.value: WIRE_VERSION,
         Attr.SERVER.value: server,
@@ -151,6 +156,8 @@ def encode_request(
             attributes[Attr.NAME.value] = target
         if (version := request_protocol_version(message, protocol_version)) is not None:
             attributes[Attr.PROTOCOL_VERSION.value] = version
+    if isinstance(message, JSONRPCRequest) and deadline_ms is not None:
+        attributes[Attr.DEADLINE.value] = str(deadline_ms)
     return _checked(WireMessage(dump_message(message), attributes))
 
 

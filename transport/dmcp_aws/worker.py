@@ -40,6 +40,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
+    REQUEST_TIMEOUT,
     ErrorData,
     JSONRPCError,
     JSONRPCMessage,
@@ -48,7 +49,7 @@ from mcp_types import (
     jsonrpc_message_adapter,
 )
 
-from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX, UNROUTED
+from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX, LAST_WORD_DELIVERIES, UNROUTED
 from dmcp_aws.errors import MissingAttribute, UnsupportedWireVersion, WireError
 from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger
 from dmcp_aws.outcomes import Outcome, record_outcome
@@ -176,6 +177,11 @@ class _Redrive:
 
     dead_letter_url: str
     max_receive_count: int
+
+    @property
+    def runs_allowed(self) -> int:
+        """Deliveries that may run the request; the rest are the last word (`LAST_WORD_DELIVERIES`)."""
+        return max(1, self.max_receive_count - LAST_WORD_DELIVERIES)
 
 
 class Worker:
@@ -316,13 +322,22 @@ class Worker:
             return
         delivery = _delivery(raw)
         redrive = await self._redrive(channel.sqs, raw["eventSourceARN"]) if delivery > 1 else None
-        may_run = redrive is None or delivery < redrive.max_receive_count
+        may_run = redrive is None or delivery <= redrive.runs_allowed
+        final = redrive is not None and delivery >= redrive.max_receive_count
+        if may_run and _past_deadline(attributes):
+            # The caller has been told its request timed out: do not start work it gave up on.
+            message = "the caller's deadline (dmcp.deadline) passed before the request could run"
+            expired = JSONRPCError(
+                jsonrpc="2.0", id=request.id, error=ErrorData(code=REQUEST_TIMEOUT, message=message)
+            )
+            await self._answer(channel, expired, raw, Outcome.EXPIRED)
+            return
         try:
             answer, outcome = await self._serve_once(
                 resources, channel, request, attributes, lambda_context, delivery, may_run=may_run
             )
         except RequestInProgress as busy:
-            if may_run:
+            if not final:
                 await self._defer(channel.sqs, raw, busy.remaining_ms)
                 record_outcome(Outcome.DEFERRED)
                 raise
@@ -333,7 +348,7 @@ class Worker:
             return
         except Exception as exc:
             redrive = redrive or await self._redrive(channel.sqs, raw["eventSourceARN"])
-            if redrive is not None and delivery >= redrive.max_receive_count - 1:
+            if redrive is not None and delivery >= redrive.runs_allowed:
                 await self._give_up(channel, request, raw, exc)
                 return
             raise
@@ -598,6 +613,15 @@ def _delivery(raw: Mapping[str, Any]) -> int:
         return max(1, int(raw.get("attributes", {}).get("ApproximateReceiveCount", 1)))
     except (TypeError, ValueError):
         return 1
+
+
+def _past_deadline(attributes: Mapping[str, str]) -> bool:
+    """Whether the request's `dmcp.deadline` (ms since the epoch, if it has one) has passed."""
+    try:
+        deadline = int(attributes.get(Attr.DEADLINE) or 0)
+    except ValueError:
+        return False
+    return 0 < deadline < time.time() * 1000
 
 
 def _remaining_ms(lambda_context: Any, default_ms: int) -> int:

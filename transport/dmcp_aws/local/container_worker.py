@@ -10,6 +10,7 @@ The same handler and the same Lambda event semantics as a deployed function (the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 import aioboto3
 import anyio
@@ -17,6 +18,11 @@ import anyio
 from dmcp_aws.deployment import Deployment, topology
 from dmcp_aws.local.poller import EventSourceMapping
 from dmcp_aws.local.stack import load_handler, mapping_settings, poller_config, worker_environment
+
+CONTAINER_POLL_WAIT_S: Final = 5
+"""Long-poll wait of a container worker. Shorter than Lambda's 20 s on purpose: when a container
+is killed, its receive stays pending in SQS and takes the next message with it (counted as a
+delivery no worker saw) for up to this long."""
 
 
 async def serve_from_queue(
@@ -48,4 +54,5 @@ async def serve_from_queue(
                 "QueueArn"
             ]
             settings = mapping_settings(worker, f"{deployment.name}-{server}", url, arn)
-            await EventSourceMapping(sqs, handler, settings).run(task_status=task_status)
+            mapping = EventSourceMapping(sqs, handler, settings, wait_time_seconds=CONTAINER_POLL_WAIT_S)
+            await mapping.run(task_status=task_status)
