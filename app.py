@@ -16,8 +16,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "transport")]  # a fresh clone works befor
 
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
-from infra.bundling import BundleSpec, LambdaBundle, lambda_code, wheel_platform  # noqa: E402
-from infra.config import handlers, load_deployment, stack_name  # noqa: E402
+from infra.bundling import LambdaBundle, lambda_code  # noqa: E402
+from infra.config import bundle_specs, load_deployment, stack_name  # noqa: E402
 from infra.stack import DmcpStack, DmcpStackProps  # noqa: E402
 
 from dmcp_aws.deployment import DeploymentError  # noqa: E402
@@ -29,13 +29,17 @@ def main() -> None:
         deployment = load_deployment(app.node, ROOT)
     except DeploymentError as exc:
         sys.exit(f"error: {exc}")
-    spec = BundleSpec(repo_root=ROOT, handlers=handlers(deployment), platform=wheel_platform(deployment))
-    code = lambda_code(LambdaBundle(spec))
+    shared, own = bundle_specs(deployment, ROOT)  # the kit's asset, and one per server with requirements
+    code = lambda_code(LambdaBundle(shared))
+    server_code = {name: lambda_code(LambdaBundle(spec)) for name, spec in own.items()}
     env = cdk.Environment(
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
     )
     DmcpStack(
-        app, stack_name(app.node, deployment), props=DmcpStackProps(deployment=deployment, code=code), env=env
+        app,
+        stack_name(app.node, deployment),
+        props=DmcpStackProps(deployment=deployment, code=code, server_code=server_code),
+        env=env,
     )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()

@@ -12,6 +12,7 @@ from typing import Final
 from constructs import Node
 
 from dmcp_aws.deployment import Deployment, topology
+from infra.bundling import BundleSpec, wheel_platform
 
 SWEEPER_HANDLER: Final = "dmcp_aws.sweep.handler"
 """The orphan sweeper's entry point (`infra.sweeper`), in the same asset as the workers."""
@@ -41,3 +42,20 @@ def handlers(deployment: Deployment) -> tuple[str, ...]:
     """Every handler the deployment's functions run (the asset's entry points): the workers' and
     the orphan sweeper's."""
     return tuple(sorted({w.handler for w in topology(deployment).workers} | {SWEEPER_HANDLER}))
+
+
+def bundle_specs(deployment: Deployment, repo_root: Path) -> tuple[BundleSpec, dict[str, BundleSpec]]:
+    """The code assets of a deployment: the kit's (the catch-all, the sweeper and every server with
+    no `requirements`), and one per server that has requirements (the kit, its handler and its
+    requirements), so that one server's dependencies neither weigh on nor conflict with another's."""
+    platform = wheel_platform(deployment)
+    own = {s.name: s for s in deployment.servers if s.requirements}
+    shared = tuple(
+        sorted({w.handler for w in topology(deployment).workers if w.server not in own} | {SWEEPER_HANDLER})
+    )
+    return BundleSpec(repo_root=repo_root, handlers=shared, platform=platform), {
+        name: BundleSpec(
+            repo_root=repo_root, handlers=(s.handler,), platform=platform, requirements=tuple(s.requirements)
+        )
+        for name, s in own.items()
+    }

@@ -46,9 +46,6 @@ class ServerWorkerProps:
     reply_prefix: str
     code: lambda_.Code
     function_name: str
-    servers: tuple[str, ...] = ()
-    """Every server the deployment serves (not the catch-all), given to the function as
-    `DMCP_SERVERS`: a request addressed to several names is answered by exactly one worker."""
     architecture: str = "arm64"
     """`arm64` or `x86_64`: must match the platform the code asset was bundled for."""
     ledger: IdempotencyLedger | None = None
@@ -126,7 +123,6 @@ class ServerWorker(Construct):
         log_group.grant_write(role)
         environment = {
             "DMCP_REPLY_PREFIX": props.reply_prefix,
-            "DMCP_SERVERS": ",".join(props.servers),
             "POWERTOOLS_SERVICE_NAME": f"dmcp-{props.worker.server}",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }

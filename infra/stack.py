@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -21,10 +22,13 @@ from infra.sweeper import SWEEPER_FUNCTION_SUFFIX, OrphanSweeper, OrphanSweeperP
 
 @dataclass(frozen=True)
 class DmcpStackProps:
-    """The deployment description and the workers' code asset (see `infra.bundling.lambda_code`)."""
+    """The deployment description and the functions' code assets (see `infra.bundling.lambda_code`)."""
 
     deployment: Deployment
     code: lambda_.Code
+    """The kit's asset: the catch-all, the sweeper and every server without its own."""
+    server_code: Mapping[str, lambda_.Code] = field(default_factory=dict)
+    """Server name -> its own asset (a server with `requirements`; `infra.config.bundle_specs`)."""
 
 
 class DmcpStack(Stack):
@@ -56,11 +60,10 @@ class DmcpStack(Stack):
                 filter_policy=subscription.filter_policy,
                 topic=self.bus.topic,
                 reply_prefix=shape.reply_prefix,
-                code=props.code,
+                code=props.server_code.get(worker.server, props.code),
                 function_name=f"{deployment.name}-{worker.server}",
                 architecture=deployment.lambda_architecture,
                 ledger=self.ledger,
-                servers=tuple(s.name for s in deployment.servers),
             )
             kind = UnroutedRequests if worker.server == UNROUTED else ServerWorker
             self.workers[worker.server] = kind(self, f"Server-{worker.server}", props=worker_props)

@@ -202,8 +202,6 @@ def test_worker_function(template: Template, worker: Any) -> None:
     assert function["MemorySize"] == worker.spec.memory_mb
     assert function["Timeout"] == worker.spec.timeout_s
     assert function["Environment"]["Variables"]["DMCP_REPLY_PREFIX"] == "acme-reply-"
-    # every served name, the catch-all included: a request for several names gets one answer
-    assert function["Environment"]["Variables"]["DMCP_SERVERS"] == "example,search"
     assert function["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == f"dmcp-{worker.server}"
     table = logical_id_of(template, "AWS::DynamoDB::Table", TableName="acme-idempotency")
     assert function["Environment"]["Variables"]["DMCP_IDEMPOTENCY_TABLE"] == {"Ref": table}

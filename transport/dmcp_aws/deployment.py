@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONNECTION_QUEUE_PREFIX: Final = "conn-"
 """Per-connection reply queues are named `<reply prefix>conn-<client>_<random>`: a client may create
@@ -34,6 +35,27 @@ UNROUTED: Final = "unrouted"
 """Reserved server name of the catch-all that answers requests for servers nobody serves."""
 
 _NAME = r"^[a-z][a-z0-9-]{0,30}$"
+
+_SPECIFIER = r"(?:~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9._*+!-]+"
+_REQUIREMENT: Final = re.compile(
+    r"""^\s*
+    (?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)
+    (?:\s*\[\s*[A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*\s*\])?
+    (?:\s*\(?\s*SPEC(?:\s*,\s*SPEC)*\s*\)?
+      |\s*@\s*https://[^\s;]+)?
+    (?:\s*;\s*\S.*)?
+    \s*$""".replace("SPEC", _SPECIFIER),
+    re.VERBOSE,
+)
+"""A pip requirement string (PEP 508): `name[extras]`, version specifiers or `@ https://…` (a
+wheel), then an optional environment marker. No pip options (`-r`, `-e`, `--index-url`), no paths."""
+
+KIT_DISTRIBUTION: Final = "dmcp-aws"
+
+
+def _normalise(name: str) -> str:
+    """A distribution name in its canonical form (PEP 503): `PyYAML` and `pyyaml` are one."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class DeploymentError(ValueError):
@@ -58,11 +80,36 @@ class ServerSpec(_Strict):
     batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
     max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 5
     """Most concurrent worker invocations the queue may drive (Lambda's floor is 2)."""
-    max_receive_count: Annotated[int, Field(ge=1, le=999)] = 3
-    """Deliveries that may run a request that keeps failing. The queue's redrive policy allows one
-    more (`LAST_WORD_DELIVERIES`): in it the worker only answers the client with an error and
-    moves the message to the dead-letter queue with its reason, so a worker that died on the
-    last try still leaves a visible outcome."""
+    max_receive_count: Annotated[int, Field(ge=1, le=997)] = 3
+    """Deliveries that may run a request that keeps failing. The queue's redrive policy allows a
+    few more (`LAST_WORD_DELIVERIES`): in them the worker only answers the client (the stored
+    answer, or an error) and moves the message to the dead-letter queue with its reason, so a
+    worker that died on the last try still leaves a visible outcome even if one more delivery is
+    lost too (a killed container's pending receive takes a message with it)."""
+    requirements: list[str] = []
+    """The server's own third-party dependencies, as pip requirement strings (`"httpx>=0.27"`,
+    `"PyYAML"`, `"pandas[excel]==2.2.3; python_version >= '3.12'"`). They are bundled into the
+    server's function with the kit's own dependencies (manylinux wheels for the function's
+    architecture), and every distribution they need is kept whole: list everything the server
+    imports, including what it imports inside a function body. Install them where you run
+    `dmcp dev` too."""
+
+    @field_validator("requirements")
+    @classmethod
+    def _pip_requirements(cls, requirements: list[str]) -> list[str]:
+        for requirement in requirements:
+            match = _REQUIREMENT.match(requirement)
+            if match is None:
+                raise ValueError(
+                    f"{requirement!r} is not a pip requirement string: name[extras] with optional "
+                    "version specifiers or '@ https://…', and an optional '; marker' "
+                    "(e.g. 'httpx>=0.27,<1'); pip options and paths are not allowed"
+                )
+            if _normalise(match["name"]) == KIT_DISTRIBUTION:
+                raise ValueError(
+                    f"{requirement!r}: the kit ({KIT_DISTRIBUTION}) is always bundled from source"
+                )
+        return [r.strip() for r in requirements]
 
     @model_validator(mode="after")
     def _batching(self) -> ServerSpec:
@@ -222,8 +269,9 @@ class Topology:
 
 CATCH_ALL_HANDLER: Final = "dmcp_aws.catch_all.handler"
 
-LAST_WORD_DELIVERIES: Final = 1
-"""Deliveries a request queue allows beyond a server's `max_receive_count` (see there)."""
+LAST_WORD_DELIVERIES: Final = 3
+"""Deliveries a request queue allows beyond a server's `max_receive_count` (see there): each is
+cheap (nothing runs), and SQS counts receives that no worker ever saw."""
 
 VISIBILITY_PER_TIMEOUT: Final = 6
 """AWS's advice: a queue's visibility timeout is at least six times its function's timeout."""
