@@ -3,9 +3,10 @@
 It long-polls a request queue up to the batch size (within the batching window), calls the
 real Lambda handler with a Lambda-shaped event, deletes the records that did not fail and
 leaves the failures for redelivery after the visibility timeout. Each of its `max_concurrency`
-poll loops owns one "container" thread that keeps its event loop between invocations, as a warm
-Lambda execution environment does; an invocation that overruns the function timeout fails its
-batch and its container is replaced. Pointed at real SQS it is the long-running worker for
+poll loops owns one "container" (`dmcp_aws.local.container`: a daemon thread) that keeps its
+event loop between invocations, as a warm Lambda execution environment does; an invocation that
+overruns the function timeout fails its batch and its container is replaced (the stuck thread is
+abandoned and cannot keep the process from exiting). Pointed at real SQS it is the long-running worker for
 containers.
 """
 
@@ -15,12 +16,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
+from dmcp_aws.local.container import Container
 from dmcp_aws.local.lambda_event import LocalLambdaContext, failed_message_ids, lambda_event
 
 logger = logging.getLogger(__name__)
@@ -73,15 +74,15 @@ class EventSourceMapping:
         finally:
             with anyio.CancelScope(shield=True):
                 for container in containers:
-                    await asyncio.get_running_loop().run_in_executor(container, self._retire_container)
-                    container.shutdown(wait=True)
+                    await asyncio.wrap_future(container.submit(self._retire_container))
+                    container.retire()
             if (reset := getattr(self.handler, "reset", None)) is not None:
                 reset()  # like a function's environments being recycled: settings are read anew
 
-    def _new_container(self, slot: int) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(1, f"{self.settings.function_name}-{slot}")
+    def _new_container(self, slot: int) -> Container:
+        return Container(f"{self.settings.function_name}-{slot}")
 
-    async def _poll(self, containers: list[ThreadPoolExecutor], slot: int) -> None:
+    async def _poll(self, containers: list[Container], slot: int) -> None:
         while True:
             try:
                 messages = await self._receive_batch()
@@ -94,7 +95,7 @@ class EventSourceMapping:
                     finished = await self._invoke(containers[slot], messages)
                 if not finished:
                     # Lambda throws away an environment whose invocation timed out; so do we.
-                    containers[slot].shutdown(wait=False)
+                    containers[slot].retire()
                     containers[slot] = self._new_container(slot)
 
     async def _receive_batch(self) -> list[dict[str, Any]]:
@@ -123,7 +124,7 @@ class EventSourceMapping:
                 break
         return messages
 
-    async def _invoke(self, container: ThreadPoolExecutor, messages: list[dict[str, Any]]) -> bool:
+    async def _invoke(self, container: Container, messages: list[dict[str, Any]]) -> bool:
         """Run one invocation; False if it overran the function timeout."""
         settings = self.settings
         event = lambda_event(messages, settings.queue_arn, settings.region)
@@ -131,7 +132,7 @@ class EventSourceMapping:
             settings.function_name, settings.memory_mb, settings.timeout_s, settings.region, settings.account
         )
         self.invocations += 1
-        invocation = asyncio.get_running_loop().run_in_executor(container, self.handler, event, context)
+        invocation = asyncio.wrap_future(container.submit(self.handler, event, context))
         try:
             response = await asyncio.wait_for(asyncio.shield(invocation), settings.timeout_s)
         except TimeoutError:
