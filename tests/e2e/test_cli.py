@@ -165,6 +165,7 @@ def test_a_deadline_then_the_dead_letters_and_their_redrive(dev: Dev) -> None:
     started = time.monotonic()
     done = dev.dmcp("ping", "--timeout", "1", env=refused)
     assert_short_error(done, "-32001", "from server 'example'", "dmcp-elsewhere-conn-", "within 1 s")
+    assert "not under the deployment's reply prefix (dmcp-reply-conn-)" in done.stderr, done.stderr
     assert time.monotonic() - started < 20
 
     for _ in range(2):  # looking consumes nothing

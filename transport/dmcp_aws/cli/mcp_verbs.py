@@ -24,7 +24,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from dmcp_aws.cli._common import configure_logging, err, out, parse_assignments, parse_json_object
+from dmcp_aws.cli._common import (
+    CliError,
+    configure_logging,
+    err,
+    explain,
+    out,
+    parse_assignments,
+    parse_json_object,
+)
 from dmcp_aws.cli._target import (
     DEFAULT_ENV_FILE,
     ClientOption,
@@ -84,7 +92,27 @@ class Connection:
             async with Client(sqs_client_transport(target, **self.options)) as client:
                 return await work(client)
 
-        return anyio.run(main)
+        try:
+            return anyio.run(main)
+        except BaseException as exc:
+            hint = self.reply_prefix_hint()
+            if hint is None:
+                raise
+            error = explain(exc)
+            if "-32001" not in str(error):
+                raise
+            raise CliError(str(error), hint, code=error.code) from exc
+
+    def reply_prefix_hint(self) -> str | None:
+        """Why no answer can come, when the reply queues are outside the deployment's prefix."""
+        prefix = self.options.get("reply_prefix")
+        wanted = self.settings.connection_prefix
+        if "reply_queue_url" in self.options or not prefix or prefix.startswith(wanted):
+            return None
+        return (
+            f"replies go to queues named {prefix}…, which are not under the deployment's reply prefix "
+            f"({wanted}): its workers refuse them (see `dmcp dlq {self.server}`); fix DMCP_REPLY_PREFIX"
+        )
 
 
 def logging_level() -> int:
