@@ -4,11 +4,8 @@ the kit used to let through, run against the embedded stack with real clients an
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +15,12 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from dmcp_aws.client import sqs_client_transport
-from dmcp_aws.deployment import Deployment, topology
-from dmcp_aws.local.provision import provision
+from dmcp_aws.deployment import Deployment
 from dmcp_aws.local.stack import RunningStack
 from dmcp_aws.wire import Attr, from_sqs_attributes, request_digest, to_sqs_attributes
 
 from .raw import make_reply_queue, new_conn, receive_matching, request_attributes, send, tool_call
+from .second_deployment import provision_deployment, start_worker
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,13 +245,8 @@ async def test_a_request_out_of_deliveries_is_answered_with_an_error_and_dead_le
     stack: RunningStack, tmp_path: Path
 ) -> None:
     deployment = Deployment.parse(LAST_WORD)
-    session = stack.session()
-    async with (
-        session.client("sqs", endpoint_url=stack.endpoint_url) as sqs,
-        session.client("sns", endpoint_url=stack.endpoint_url) as sns,
-        session.client("dynamodb", endpoint_url=stack.endpoint_url) as dynamodb,
-    ):
-        created = await provision(topology(deployment), sqs, sns, dynamodb)
+    created = await provision_deployment(stack, LAST_WORD)
+    async with stack.session().client("sqs", endpoint_url=stack.endpoint_url) as sqs:
         requests = created.queue_urls["lastword-example-requests"]
         dlq = created.queue_urls["lastword-example-dlq"]
         reply = (await sqs.create_queue(QueueName=f"{deployment.reply_prefix}t-{secrets.token_hex(4)}"))[
@@ -268,21 +260,7 @@ async def test_a_request_out_of_deliveries_is_answered_with_an_error_and_dead_le
         # ... and one that overruns the function timeout on its only allowed delivery.
         slow = tool_call(72, tool="count_slowly").replace("{}", '{"steps": 100, "delay_s": 0.1}', 1)
         await send(sqs, requests, slow, request_attributes(stack, reply, conn))
-
-        description = tmp_path / "lastword.json"
-        description.write_text(json.dumps(LAST_WORD))
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DMCP_", "LAMBDA_"))}
-        environment |= {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": stack.region,
-            "PYTHONPATH": str(ROOT),
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "dmcp_aws", "worker", "--server", "example",
-             "--deployment", str(description), "--endpoint-url", stack.endpoint_url],
-            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+        worker = start_worker(stack, LAST_WORD, tmp_path, "example")
         try:
             answers = await receive_matching(sqs, reply, conn, count=2, timeout_s=30)
             dead = await receive_matching(sqs, dlq, conn, count=2, timeout_s=10)
