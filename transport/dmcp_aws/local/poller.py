@@ -3,16 +3,17 @@
 It long-polls a request queue up to the batch size (within the batching window), calls the
 real Lambda handler with a Lambda-shaped event, deletes the records that did not fail and
 leaves the failures for redelivery after the visibility timeout. Each of its `max_concurrency`
-poll loops owns one "container" (`dmcp_aws.local.container`: a daemon thread) that keeps its
-event loop between invocations, as a warm Lambda execution environment does; an invocation that
-overruns the function timeout fails its batch and its container is replaced (the stuck thread is
-abandoned and cannot keep the process from exiting). Pointed at real SQS it is the long-running worker for
-containers.
+poll loops owns one "container" (`dmcp_aws.local.container`) that keeps the handler warm
+between invocations, as a Lambda execution environment does; an invocation that overruns the
+function timeout fails its batch and its container is replaced. The kind of container is
+pluggable (`containers=`, a factory): by default a daemon thread in this process (the embedded
+stack: `dmcp dev`, `dmcp demo`, the tests), where a stuck invocation is abandoned; `dmcp worker`
+uses a process per container, where it is killed. Pointed at real SQS it is the long-running
+worker for containers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,13 @@ from typing import Any
 
 import anyio
 
-from dmcp_aws.local.container import Container
+from dmcp_aws.local.container import (
+    Container,
+    ContainerFactory,
+    HandlerContainer,
+    InvocationFailed,
+    InvocationTimeout,
+)
 from dmcp_aws.local.lambda_event import LocalLambdaContext, failed_message_ids, lambda_event
 
 logger = logging.getLogger(__name__)
@@ -55,18 +62,34 @@ class EventSourceMapping:
     """Feeds one queue to one handler until cancelled."""
 
     def __init__(
-        self, sqs: Any, handler: Handler, settings: MappingSettings, wait_time_seconds: int = 20
+        self,
+        sqs: Any,
+        handler: Handler | None,
+        settings: MappingSettings,
+        wait_time_seconds: int = 20,
+        *,
+        containers: ContainerFactory | None = None,
     ) -> None:
+        """`containers` builds an execution environment from its name; by default a thread
+        (`Container`) running `handler`, which may be None only when `containers` is given."""
+        if containers is None and handler is None:
+            raise ValueError("an event source mapping needs a handler or a container factory")
         self.sqs = sqs
         self.handler = handler
+        self.containers: ContainerFactory = containers or (lambda name: Container(name, handler))
         self.settings = settings
         self.wait_time_seconds = wait_time_seconds
         self.invocations = 0
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run the poll loops; in-flight batches finish before a cancellation takes effect."""
+        """Run the poll loops; in-flight batches finish before a cancellation takes effect.
+
+        The first container is started before the mapping reports itself started, so that a
+        handler that cannot be loaded is an error here, not a failed invocation later."""
         containers = [self._new_container(i) for i in range(self.settings.max_concurrency)]
         try:
+            if (start := getattr(containers[0], "start", None)) is not None:
+                await start()
             async with anyio.create_task_group() as tg:
                 for slot in range(len(containers)):
                     tg.start_soon(self._poll, containers, slot)
@@ -74,15 +97,14 @@ class EventSourceMapping:
         finally:
             with anyio.CancelScope(shield=True):
                 for container in containers:
-                    await asyncio.wrap_future(container.submit(self._retire_container))
-                    container.retire()
+                    await container.retire()
             if (reset := getattr(self.handler, "reset", None)) is not None:
                 reset()  # like a function's environments being recycled: settings are read anew
 
-    def _new_container(self, slot: int) -> Container:
-        return Container(f"{self.settings.function_name}-{slot}")
+    def _new_container(self, slot: int) -> HandlerContainer:
+        return self.containers(f"{self.settings.function_name}-{slot}")
 
-    async def _poll(self, containers: list[Container], slot: int) -> None:
+    async def _poll(self, containers: list[HandlerContainer], slot: int) -> None:
         while True:
             try:
                 messages = await self._receive_batch()
@@ -95,7 +117,8 @@ class EventSourceMapping:
                     finished = await self._invoke(containers[slot], messages)
                 if not finished:
                     # Lambda throws away an environment whose invocation timed out; so do we.
-                    containers[slot].retire()
+                    with anyio.CancelScope(shield=True):
+                        await containers[slot].retire()
                     containers[slot] = self._new_container(slot)
 
     async def _receive_batch(self) -> list[dict[str, Any]]:
@@ -124,7 +147,7 @@ class EventSourceMapping:
                 break
         return messages
 
-    async def _invoke(self, container: Container, messages: list[dict[str, Any]]) -> bool:
+    async def _invoke(self, container: HandlerContainer, messages: list[dict[str, Any]]) -> bool:
         """Run one invocation; False if it overran the function timeout."""
         settings = self.settings
         event = lambda_event(messages, settings.queue_arn, settings.region)
@@ -132,16 +155,18 @@ class EventSourceMapping:
             settings.function_name, settings.memory_mb, settings.timeout_s, settings.region, settings.account
         )
         self.invocations += 1
-        invocation = asyncio.wrap_future(container.submit(self.handler, event, context))
         try:
-            response = await asyncio.wait_for(asyncio.shield(invocation), settings.timeout_s)
-        except TimeoutError:
+            response = await container.invoke(event, context, settings.timeout_s)
+        except InvocationTimeout:
             logger.error(
                 "%s timed out after %s s; the batch will be retried",
                 settings.function_name,
                 settings.timeout_s,
             )
             return False
+        except InvocationFailed as exc:
+            logger.error("%s failed (%s); the whole batch will be retried", settings.function_name, exc)
+            return True
         except Exception:
             logger.exception("%s failed; the whole batch will be retried", settings.function_name)
             return True
@@ -165,14 +190,3 @@ class EventSourceMapping:
                 continue
             for failure in result.get("Failed", []):
                 logger.error("could not delete a processed message: %s", failure.get("Message"))
-
-    def _retire_container(self) -> None:
-        """In the container thread: release what the handler keeps per event loop, close the loop."""
-        try:
-            loop = asyncio.get_event_loop()
-        except RuntimeError:
-            return
-        close = getattr(self.handler, "aclose", None)
-        if close is not None and not loop.is_closed():
-            loop.run_until_complete(close())
-        loop.close()
