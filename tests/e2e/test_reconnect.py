@@ -30,7 +30,8 @@ from dmcp_aws.client import TopicTarget, sqs_client_transport
 
 async def main() -> None:
     target = TopicTarget(os.environ["TOPIC"], "example")
-    transport = sqs_client_transport(target, endpoint_url=os.environ["ENDPOINT"], reply_queue_url=os.environ["REPLY"])
+    reply, endpoint = os.environ["REPLY"], os.environ["ENDPOINT"]
+    transport = sqs_client_transport(target, endpoint_url=endpoint, reply_queue_url=reply)
     started = time.monotonic()
     async with Client(transport, read_timeout_seconds=60) as client:
         result = await client.call_tool("echo", {"text": sys.argv[1]})
@@ -65,16 +66,13 @@ async def test_a_new_process_on_the_same_provisioned_queue_gets_its_replies_prom
     await anyio.sleep(1)
     victim.kill()
     victim.wait()
+
+    def connect_and_call(text: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", CLIENT, text]
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+
     for round_ in range(3):
-        run = await anyio.to_thread.run_sync(
-            lambda: subprocess.run(
-                [sys.executable, "-c", CLIENT, f"round-{round_}"],
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-        )
+        run = await anyio.to_thread.run_sync(connect_and_call, f"round-{round_}")
         assert run.returncode == 0, run.stderr[-2000:]
         text, seconds = run.stdout.split()
         assert text == f"round-{round_}"
