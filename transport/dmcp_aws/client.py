@@ -139,8 +139,10 @@ async def sqs_client_transport(
     Args:
         target: where requests go (`TopicTarget` or `QueueTarget`).
         reply_queue_url: a provisioned reply queue; when omitted, one named
-            `<reply_prefix><connection id>` is created and deleted on close.
-        reply_prefix: name prefix for a created reply queue (workers answer only under it).
+            `<reply_prefix><16 random hex>` is created (encrypted, TLS-only) and deleted on close.
+        reply_prefix: name prefix for a created reply queue: the client's own connection prefix
+            (`<reply prefix>conn-<client>_`, stack output `ConnectionQueuePrefixes`), which its
+            IAM policy allows and workers answer to.
         session: the aioboto3 session (credentials, region); the process's shared one otherwise.
         endpoint_url: AWS endpoint override, for local stacks.
         region_name: AWS region, when the session does not set one.
