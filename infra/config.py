@@ -55,7 +55,10 @@ def bundle_specs(deployment: Deployment, repo_root: Path) -> tuple[BundleSpec, d
     )
     return BundleSpec(repo_root=repo_root, handlers=shared, platform=platform), {
         name: BundleSpec(
-            repo_root=repo_root, handlers=(s.handler,), platform=platform, requirements=tuple(s.requirements)
+            repo_root=repo_root,
+            handlers=(s.entry_point,),
+            platform=platform,
+            requirements=tuple(s.requirements),
         )
         for name, s in own.items()
     }

@@ -125,6 +125,7 @@ class ServerWorker(Construct):
             "DMCP_REPLY_PREFIX": props.reply_prefix,
             "POWERTOOLS_SERVICE_NAME": f"dmcp-{props.worker.server}",
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            **props.worker.environment,
         }
         if props.ledger is not None:
             environment["DMCP_IDEMPOTENCY_TABLE"] = props.ledger.table.table_name

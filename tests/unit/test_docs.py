@@ -371,10 +371,35 @@ def check_cdk(program: str, args: list[str]) -> None:
         )
 
 
+INSPECTOR_OPTIONS = frozenset(
+    {"--method", "--tool-name", "--tool-arg", "--uri", "--prompt-name", "--prompt-args", "--cwd", "-e"}
+)
+"""MCP Inspector CLI options the docs may use (each takes values)."""
+
+
+def check_inspector(args: list[str]) -> None:
+    """`… --cli [Inspector options] -- COMMAND`: the Inspector's options, then the command it runs."""
+    assert args[:1] == ["--cli"], "MCP Inspector: the docs use its CLI mode (--cli first)"
+    assert "--" in args, "MCP Inspector: put `--` before the command (the Inspector has its own --server)"
+    split = args.index("--")
+    for option in (a for a in args[1:split] if a.startswith("-")):
+        assert option in INSPECTOR_OPTIONS, f"MCP Inspector {option}: not an option the docs' checks know"
+    check_command(args[split + 1 :])
+
+
+def check_node(args: list[str]) -> None:
+    assert args[0] == "node_modules/.bin/mcp-inspector", f"node {args[0]}: not checked"
+    assert "@modelcontextprotocol/inspector" in package_json()["devDependencies"]
+    check_inspector(args[1:])
+
+
 def check_npx(args: list[str]) -> None:
     args = [a for a in args if a not in ("--no-install", "--yes", "-y")]
     if args[0] in ("cdk", "cdklocal"):
         return check_cdk(args[0], args[1:])
+    if args[0] == "@modelcontextprotocol/inspector":
+        assert args[0] in package_json()["devDependencies"], "the MCP Inspector is not pinned in package.json"
+        return check_inspector(args[1:])
     assert args[0] in NPX_EXAMPLES, f"npx {args[0]}: not checked"
     return None
 
@@ -440,6 +465,7 @@ CHECKERS = {
     "pip": check_pip,
     "npm": check_npm,
     "npx": check_npx,
+    "node_modules/.bin/node": check_node,
     "cdk": lambda args: check_cdk("cdk", args),
     "cdklocal": lambda args: check_cdk("cdklocal", args),
     "aws": check_aws,
@@ -516,7 +542,15 @@ def test_python_snippets_compile_and_import_what_exists(block: Snippet) -> None:
 @pytest.mark.parametrize("block", blocks("json"), ids=lambda b: b.where())
 def test_json_snippets_parse_and_descriptions_validate(block: Snippet) -> None:
     data = json.loads(block.text)
-    if "servers" in data:
+    hosted = data.get("mcpServers", data.get("servers"))
+    if isinstance(hosted, dict):  # an MCP host's config (Claude Desktop, VS Code): its commands run
+        for name, entry in hosted.items():
+            command = re.sub(r"^(\$\{workspaceFolder\}|/path/to/clone)/", "", entry["command"])
+            try:
+                check_command([command, *entry.get("args", [])])
+            except AssertionError as exc:
+                raise AssertionError(f"{block.where()}: server {name}: {exc}") from None
+    elif "servers" in data:
         Deployment.parse(data, source=block.where())
     elif "handler" in data:
         ServerSpec.model_validate(data)

@@ -52,6 +52,23 @@ wheel), then an optional environment marker. No pip options (`-r`, `-e`, `--inde
 
 KIT_DISTRIBUTION: Final = "dmcp-aws"
 
+DEFAULT_HANDLER: Final = "functions.example.handler.handler"
+STDIO_HANDLER_MODULE: Final = "dmcp_aws.bridges.stdio_server"
+STDIO_HANDLER_PREFIX: Final = "serve_"
+STDIO_ENVIRONMENT_PREFIX: Final = "DMCP_STDIO_"
+
+
+def stdio_handler(server: str) -> str:
+    """The kit's relay handler for `command` server `server`: one attribute per server name, so
+    servers run in one process (the embedded stack) never share settings."""
+    return f"{STDIO_HANDLER_MODULE}.{STDIO_HANDLER_PREFIX}{server.replace('-', '_')}"
+
+
+def stdio_environment_variable(server: str) -> str:
+    """The variable holding `command` server `server`'s command, args and env (JSON). Server names
+    have no `_`, so `-` → `_` keeps names apart."""
+    return STDIO_ENVIRONMENT_PREFIX + server.upper().replace("-", "_")
+
 
 def _normalise(name: str) -> str:
     """A distribution name in its canonical form (PEP 503): `PyYAML` and `pyyaml` are one."""
@@ -70,10 +87,17 @@ class ServerSpec(_Strict):
     """One MCP server: its worker function and how its queue feeds it."""
 
     name: Annotated[str, Field(pattern=_NAME)]
-    handler: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] = (
-        "functions.example.handler.handler"
-    )
-    """`module.attribute` of the Lambda handler, relative to the code root (the repository)."""
+    handler: Annotated[str | None, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] = None
+    """`module.attribute` of the Lambda handler, relative to the code root (the repository);
+    `functions.example.handler.handler` when neither it nor `command` is given."""
+    command: Annotated[str | None, Field(min_length=1)] = None
+    """An existing stdio MCP server to serve instead of a handler (`mcp-server-time`, `node`): the
+    kit's relay worker (`dmcp_aws.bridges.stdio_server`) runs it as a child process. It must exist
+    where the worker runs (see docs/deploy.md)."""
+    args: list[str] = []
+    """Arguments of `command`."""
+    env: dict[str, str] = {}
+    """Environment variables of `command`'s process, over the worker's own."""
     memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
     timeout_s: Annotated[int, Field(ge=1, le=900)] = 30
     batch_size: Annotated[int, Field(ge=1, le=100)] = 10
@@ -116,6 +140,30 @@ class ServerSpec(_Strict):
         if self.batch_size > 10 and self.batching_window_s == 0:
             raise ValueError("batch_size above 10 needs a batching_window_s above 0 (a Lambda rule)")
         return self
+
+    @model_validator(mode="after")
+    def _one_entry_point(self) -> ServerSpec:
+        if self.handler is not None and self.command is not None:
+            raise ValueError("give either handler or command, not both")
+        if self.command is None and (self.args or self.env):
+            raise ValueError("args and env belong to a command server; this one has no command")
+        return self
+
+    @property
+    def entry_point(self) -> str:
+        """The Lambda handler the server's worker runs: its own `handler`, or the kit's stdio relay
+        for a `command` server."""
+        if self.command is not None:
+            return stdio_handler(self.name)
+        return self.handler or DEFAULT_HANDLER
+
+    @property
+    def worker_environment(self) -> dict[str, str]:
+        """Environment variables the server's worker function needs beyond the deployment's."""
+        if self.command is None:
+            return {}
+        config = {"command": self.command, "args": self.args, "env": self.env}
+        return {stdio_environment_variable(self.name): json.dumps(config, separators=(",", ":"))}
 
 
 class ClientSpec(_Strict):
@@ -254,6 +302,11 @@ class WorkerSpec:
     dead_letter_queue: str
     spec: ServerSpec
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """The worker function's own environment variables (a `command` server's settings)."""
+        return self.spec.worker_environment
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -300,7 +353,7 @@ def topology(deployment: Deployment) -> Topology:
             )
         )
         result.subscriptions.append(SubscriptionSpec(requests, policy, dead_letter_queue=dlq))
-        result.workers.append(WorkerSpec(spec.name, spec.handler, requests, dlq, spec))
+        result.workers.append(WorkerSpec(spec.name, spec.entry_point, requests, dlq, spec))
     for client in deployment.clients:
         suffix = ".fifo" if client.fifo else ""
         result.queues.append(

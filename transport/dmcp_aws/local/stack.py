@@ -233,6 +233,8 @@ def worker_environment(
         "DMCP_REPLY_PREFIX": shape.reply_prefix,
         "DMCP_IDEMPOTENCY_TABLE": shape.idempotency_table or "",
         "LAMBDA_TASK_ROOT": root,
+        # Each worker's own settings: their names are per server, so they never clash.
+        **{name: value for worker in shape.workers for name, value in worker.environment.items()},
         **(extra or {}),
     }
     saved = {name: os.environ.get(name) for name in values}
