@@ -107,6 +107,10 @@ class EventSourceMapping:
     async def _poll(self, containers: list[HandlerContainer], slot: int) -> None:
         while True:
             try:
+                # Warm the container before taking messages: a cold start after the receive would
+                # hold a batch invisible (and spend a delivery of it) while the handler loads.
+                if (start := getattr(containers[slot], "start", None)) is not None:
+                    await start()
                 messages = await self._receive_batch()
             except Exception as exc:
                 logger.error("polling %s failed: %s", self.settings.queue_url, exc)
