@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def read_settings(path: Path) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
-    home = tmp_path_factory.mktemp("dmcp-dev")
+@contextmanager
+def running_dev(home: Path) -> Iterator[tuple[Dev, subprocess.Popen[str]]]:
+    """`dmcp dev` in a subprocess whose settings file is `home/.dmcp/dev.env` (where the verbs run),
+    stopped with Ctrl-C on the way out."""
     env_file = home / ".dmcp" / "dev.env"
     log = home / "dev.log"
     with log.open("w") as output:
@@ -77,13 +79,21 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "dmcp dev did not start within 60 s"
             time.sleep(0.1)
-        yield Dev(home, read_settings(env_file), log)
+        yield Dev(home, read_settings(env_file), log), process
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
-    assert process.returncode == 0, log.read_text()
-    assert "stopped." in log.read_text()
-    assert not env_file.exists(), "dmcp dev removes the settings it wrote when it stops"
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    home = tmp_path_factory.mktemp("dmcp-dev")
+    with running_dev(home) as (running, process):
+        yield running
+    log = running.log.read_text()
+    assert process.returncode == 0, log
+    assert "stopped." in log
+    assert not (home / ".dmcp" / "dev.env").exists(), "dmcp dev removes the settings it wrote when it stops"
 
 
 def test_the_settings_name_the_endpoint_the_standard_way(dev: Dev) -> None:

@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.e2e.test_cli import ROOT, Dev, read_settings
+from tests.e2e.test_cli import ROOT, Dev, running_dev
 from tests.unit.test_cli_commands import assert_short_error, clean_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -34,28 +33,8 @@ DMCP = [sys.executable, "-m", "dmcp_aws"]
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
-    home = tmp_path_factory.mktemp("dmcp-stdio")
-    env_file = home / ".dmcp" / "dev.env"
-    log = home / "dev.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [*DMCP, "dev", "--env-file", str(env_file)],
-            cwd=ROOT,
-            env=clean_env(),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not env_file.exists():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "dmcp dev did not start within 60 s"
-            time.sleep(0.1)
-        yield Dev(home, read_settings(env_file), log)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+    with running_dev(tmp_path_factory.mktemp("dmcp-stdio")) as (running, _):
+        yield running
 
 
 def connection_queues(dev: Dev) -> set[str]:
