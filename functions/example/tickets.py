@@ -44,8 +44,18 @@ def _table() -> str:
     return table
 
 
+_issuing = threading.Lock()
+"""DynamoDB's ADD is atomic; moto's is not under concurrent calls (two requests could be handed one
+number). One issuer at a time per process keeps the embedded stack's numbers unique too."""
+
+
 def ticket_for(idempotency_key: str) -> int:
     """The ticket of the request with this key: issued now, or the one issued before."""
+    with _issuing:
+        return _ticket_for(idempotency_key)
+
+
+def _ticket_for(idempotency_key: str) -> int:
     table, dynamodb = _table(), _dynamodb()
     key = {"id": {"S": TICKET_KEY + idempotency_key}}
     if existing := dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item"):

@@ -119,6 +119,9 @@ class CrashFigures:
     dlq_reasons: Counter[str] = field(default_factory=Counter)
     dlq_call_outcomes: Counter[str] = field(default_factory=Counter)
     """Outcome of the call each dead-lettered request belongs to."""
+    dlq_spent_without_reason: int = 0
+    """Dead letters SQS moved itself (no reason) after every allowed delivery was received by a
+    worker that was killed before it could finish: the kit could not label them."""
     dlq_unknown_call: int = 0
     dlq_samples: list[str] = field(default_factory=list)
     left_in_request_queue: int = 0
@@ -298,6 +301,7 @@ class CrashFigures:
             ),
             ("in DLQ", self.dlq_messages),
             ("in DLQ with reason", self.dlq_with_reason),
+            ("in DLQ without, every delivery spent", self.dlq_spent_without_reason),
             ("DLQ reasons", dict(self.dlq_reasons) or "-"),
             ("DLQ'd calls ended as", dict(self.dlq_call_outcomes) or "-"),
             ("timeouts in no DLQ", self.timeouts_not_dead_lettered),
@@ -778,8 +782,11 @@ async def _read_dead_letters(sqs: Any, created: Provisioned, workers: Any, figur
                 if reason:
                     figures.dlq_with_reason += 1
                     figures.dlq_reasons[reason.split(":", 1)[0]] += 1
-                elif len(figures.dlq_samples) < 20:
+                else:
                     receives = message.get("Attributes", {}).get("ApproximateReceiveCount")
+                    if int(receives or 0) >= figures.max_receive_count + LAST_WORD_DELIVERIES:
+                        figures.dlq_spent_without_reason += 1
+                if not reason and len(figures.dlq_samples) < 20:
                     outcome = call.outcome if call else "?"
                     figures.dlq_samples.append(
                         f"call {index} ({outcome}), message {message.get('MessageId')}, receives {receives}"
