@@ -32,6 +32,12 @@ def request_attributes(
     return attributes
 
 
+def example_queues(stack: RunningStack) -> tuple[str, str]:
+    """The example server's request queue and dead-letter queue URLs."""
+    worker = stack.worker("example")
+    return stack.queue_url(worker.request_queue), stack.queue_url(worker.dead_letter_queue)
+
+
 def tool_call(request_id: int | str, text: str = "hi", *, tool: str = "echo") -> str:
     params = {
         "name": tool,

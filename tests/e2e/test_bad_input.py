@@ -11,20 +11,23 @@ from dmcp_aws.client import sqs_client_transport
 from dmcp_aws.local.stack import RunningStack
 from dmcp_aws.wire import Attr, to_sqs_attributes
 
-from .raw import make_reply_queue, new_conn, receive_matching, request_attributes, send, tool_call
+from .raw import (
+    example_queues,
+    make_reply_queue,
+    new_conn,
+    receive_matching,
+    request_attributes,
+    send,
+    tool_call,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-def _queues(stack: RunningStack) -> tuple[str, str]:
-    worker = stack.worker("example")
-    return stack.queue_url(worker.request_queue), stack.queue_url(worker.dead_letter_queue)
 
 
 async def _expect_dead_letter(
     sqs, stack: RunningStack, body: str, attributes: dict[str, str], reason: str
 ) -> str:  # type: ignore[no-untyped-def]
-    requests, dlq = _queues(stack)
+    requests, dlq = example_queues(stack)
     await send(sqs, requests, body, attributes)
     [(dead_body, dead_attributes)] = await receive_matching(sqs, dlq, attributes[Attr.CONN])
     assert dead_body == body, "the DLQ keeps the original body"
@@ -78,7 +81,7 @@ async def test_a_response_from_a_client_goes_to_the_dlq(stack: RunningStack, sqs
 
 
 async def test_invalid_jsonrpc_with_an_id_is_answered_with_that_id(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
-    requests, _ = _queues(stack)
+    requests, _ = example_queues(stack)
     reply = await make_reply_queue(sqs, stack)
     conn = new_conn()
     await send(
@@ -104,7 +107,7 @@ async def test_reply_queue_deleted_before_the_answer_goes_to_the_dlq(stack: Runn
 
 
 async def test_a_duplicated_request_runs_once(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
-    requests, _ = _queues(stack)
+    requests, _ = example_queues(stack)
     reply = await make_reply_queue(sqs, stack)
     conn = new_conn()
     tickets: dict[int, set[int]] = {}
@@ -185,7 +188,7 @@ async def test_a_duplicate_of_a_request_in_progress_waits_for_the_holder_and_is_
 
     assert stack.topology.idempotency_table is not None
     ledger = RequestLedger(stack.topology.idempotency_table, function_name="example")
-    requests, dlq = _queues(stack)
+    requests, dlq = example_queues(stack)
     reply = await make_reply_queue(sqs, stack)
     conn = new_conn()
     body = tool_call(21, tool="take_ticket")
@@ -212,7 +215,7 @@ async def test_a_duplicate_whose_holder_died_is_served_once_the_claim_expires(
 
     assert stack.topology.idempotency_table is not None
     ledger = RequestLedger(stack.topology.idempotency_table, function_name="example")
-    requests, _ = _queues(stack)
+    requests, _ = example_queues(stack)
     reply = await make_reply_queue(sqs, stack)
     conn = new_conn()
     body = tool_call(22, "survivor")
@@ -238,7 +241,7 @@ async def test_a_request_naming_no_server_is_answered_by_the_catch_all(stack: Ru
 
 
 async def test_a_request_id_reused_for_something_else_is_a_new_request(stack: RunningStack, sqs) -> None:  # type: ignore[no-untyped-def]
-    requests, _ = _queues(stack)
+    requests, _ = example_queues(stack)
     reply = await make_reply_queue(sqs, stack)
     conn = new_conn()
     await send(sqs, requests, tool_call(41, "first"), request_attributes(stack, reply, conn))

@@ -19,7 +19,15 @@ from dmcp_aws.deployment import Deployment
 from dmcp_aws.local.stack import RunningStack
 from dmcp_aws.wire import Attr, from_sqs_attributes, request_digest, to_sqs_attributes
 
-from .raw import make_reply_queue, new_conn, receive_matching, request_attributes, send, tool_call
+from .raw import (
+    example_queues,
+    make_reply_queue,
+    new_conn,
+    receive_matching,
+    request_attributes,
+    send,
+    tool_call,
+)
 from .second_deployment import provision_deployment, start_worker
 
 pytestmark = pytest.mark.anyio
@@ -173,10 +181,7 @@ async def test_a_request_with_an_id_of_the_wrong_type_is_dead_lettered_with_a_re
     sqs,  # type: ignore[no-untyped-def]
     bad_id: str,
 ) -> None:
-    requests, dlq = (
-        stack.queue_url(stack.worker("example").request_queue),
-        stack.queue_url(stack.worker("example").dead_letter_queue),
-    )
+    requests, dlq = example_queues(stack)
     reply = await make_reply_queue(sqs, stack)
     conn = new_conn()
     body = tool_call(1).replace('"id": 1', f'"id": {bad_id}')
@@ -211,10 +216,7 @@ async def test_a_request_no_reply_can_carry_is_dead_lettered_without_running(
     sqs,  # type: ignore[no-untyped-def]
     request_id: str,
 ) -> None:
-    requests, dlq = (
-        stack.queue_url(stack.worker("example").request_queue),
-        stack.queue_url(stack.worker("example").dead_letter_queue),
-    )
+    requests, dlq = example_queues(stack)
     reply = await make_reply_queue(sqs, stack)
     conn = new_conn()
     body = tool_call(0, tool="take_ticket").replace('"id": 0', f'"id": "{request_id}"')
