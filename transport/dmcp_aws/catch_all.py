@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from mcp.server.lowlevel.server import Server
 from mcp_types import METHOD_NOT_FOUND, ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCRequest
 
+from dmcp_aws.idempotency import Claim
 from dmcp_aws.lambda_handler import LambdaHandler
 from dmcp_aws.request_context import QueueRequest
 from dmcp_aws.wire import Attr
@@ -28,7 +29,8 @@ class CatchAllWorker(Worker):
         attributes: Mapping[str, str],
         context: QueueRequest,
         budget_ms: int,
-    ) -> JSONRPCMessage:
+        claim: Claim | None,
+    ) -> JSONRPCMessage | None:
         target = attributes.get(Attr.SERVER)
         message = (
             f"no server named {target!r} is deployed"

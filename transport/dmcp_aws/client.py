@@ -18,8 +18,15 @@ or, on a shared provisioned queue, left to its owner with a growing back-off and
 stale.
 
 Every request has a deadline (`request_timeout`): when it passes the call fails with an error
-naming the request, the server and the reply queue, and a late answer is dropped. An AWS error or
-a deleted reply queue ends the read stream with the error, so waiting calls fail, not hang.
+naming the request, the server and the reply queue, the server is told to stop
+(`notifications/cancelled`) and a late answer is dropped. An AWS error or a deleted reply queue
+ends the read stream with the error, so waiting calls fail, not hang.
+
+What a held connection carries besides answers travels too: a server's requests to the client
+(handshake era: sampling, elicitation, roots, ping) reach the session while the call they belong
+to is pending, and the session's answers go back to the server tagged with that call's digest; a
+cancellation names its request's digest; and what `initialize` declared (`clientInfo`,
+capabilities) rides every later message as `mcp.client-params`.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from mcp_types import (
 from dmcp_aws.errors import WireError
 from dmcp_aws.wire import (
     Attr,
+    client_params_attribute,
     decode,
     encode_request,
     from_sqs_attributes,
@@ -214,6 +222,11 @@ class _Connection:
         self._pending: dict[RequestId, _Pending] = {}
         self._pending_by_digest: dict[str, RequestId] = {}
         self._finished_tokens: OrderedDict[ProgressToken, None] = OrderedDict()
+        self._server_requests: OrderedDict[RequestId, str] = OrderedDict()
+        """Requests the server sent us that the session has not answered yet: id → the digest
+        of the call they belong to (the session's answer goes back tagged with it)."""
+        self._client_params: str | None = None
+        """What `initialize` declared (`mcp.client-params`), once the session sent it."""
 
     def start(self, tg: TaskGroup) -> TransportStreams:
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](32)
@@ -306,6 +319,10 @@ class _Connection:
                 return None
             self._finish(answered)
             return SessionMessage(message)
+        if isinstance(message, JSONRPCRequest) and digest in self._pending_by_digest:
+            # The server asks something in the middle of a call (handshake era).
+            _remember(self._server_requests, message.id, digest)
+            return SessionMessage(message)
         if isinstance(message, JSONRPCNotification) and digest in self._pending_by_digest:
             pending = self._pending[self._pending_by_digest[digest]]
             token = _progress_token(message)
@@ -354,6 +371,24 @@ class _Connection:
                 await self._tell_session(
                     SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
                 )
+                await self._tell_server_to_stop(request_id, pending.digest)
+
+    async def _tell_server_to_stop(self, request_id: RequestId, digest: str) -> None:
+        """Cancel a request the caller no longer waits for (best effort)."""
+        params = {"requestId": request_id, "reason": "the client stopped waiting (request timeout)"}
+        cancel = JSONRPCNotification(jsonrpc="2.0", method="notifications/cancelled", params=params)
+        try:
+            wire = encode_request(
+                cancel,
+                server=self.target.server,
+                reply_to=self.reply_url,
+                conn=self.conn,
+                client_params=self._client_params,
+                concerns=digest,
+            )
+            await self._send(wire.body, wire.attributes)
+        except Exception as exc:
+            logger.info("could not tell the server to stop request %r: %s", request_id, exc)
 
     async def _keep_alive(self) -> None:
         """Mark the per-connection queue as in use, so the orphan sweeper leaves it alone."""
@@ -399,6 +434,12 @@ class _Connection:
     async def _publish_one(self, session_message: SessionMessage, limiter: anyio.Semaphore) -> None:
         message = session_message.message
         try:
+            if isinstance(message, JSONRPCRequest) and message.method == "initialize":
+                self._client_params = client_params_attribute(message.params)
+            concerns = self._concerns(message)
+            if isinstance(message, JSONRPCResponse | JSONRPCError) and concerns is None:
+                logger.warning("dropped an answer to server request %r: none is open", message.id)
+                return
             wire = encode_request(
                 message,
                 server=self.target.server,
@@ -406,6 +447,8 @@ class _Connection:
                 conn=self.conn,
                 protocol_version=_protocol_version_header(session_message),
                 deadline_ms=int((time.time() + self.timeout) * 1000) if self.timeout is not None else None,
+                client_params=self._client_params,
+                concerns=concerns,
             )
             if isinstance(message, JSONRPCRequest):
                 self._expect(message, request_digest(wire.body))
@@ -428,6 +471,17 @@ class _Connection:
                 await self._tell_session(exc)
         finally:
             limiter.release()
+
+    def _concerns(self, message: object) -> str | None:
+        """The digest of the request an outgoing message is about: the call a cancellation
+        names, or the call during which the server asked what this answers (taken once)."""
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            return self._server_requests.pop(message.id, None) if message.id is not None else None
+        if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+            cancelled = (message.params or {}).get("requestId")
+            pending = self._pending.get(cancelled) if isinstance(cancelled, str | int) else None
+            return pending.digest if pending is not None else None
+        return None
 
     async def _tell_session(self, item: SessionMessage | Exception) -> None:
         """Hand the session something the transport made up (best effort: it may be gone)."""

@@ -25,12 +25,23 @@ from typing import Any, Final
 
 import anyio
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyItemAlreadyExistsError,
+    IdempotencyItemNotFoundError,
+)
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
 
 DEFAULT_EXPIRY_S: Final = 3600
 """How long a finished request's answer is kept to answer duplicates."""
 _UNKNOWN_HOLD_MS: Final = 30_000
+CANCELLED: Final = {"dmcp": "cancelled"}
+"""What the ledger holds for a request its client cancelled: it is not run (again) and, as MCP
+asks of a cancelled request, not answered."""
+
+
+def is_cancelled(stored: dict[str, Any] | None) -> bool:
+    """Whether a stored answer is the mark of a cancelled request."""
+    return stored == CANCELLED
 
 
 class RequestInProgress(Exception):
@@ -93,6 +104,23 @@ class RequestLedger:
     async def complete(self, claim: Claim, answer: dict[str, Any]) -> None:
         """Record the answer of a served request."""
         await anyio.to_thread.run_sync(self.store.save_success, claim.data(), answer)
+
+    async def cancel(self, claim: Claim) -> None:
+        """Mark a request cancelled, whether it has not started yet, is running or is done: a
+        delivery that has not started will not run, and a running one sees the mark."""
+        await anyio.to_thread.run_sync(self.store.save_success, claim.data(), CANCELLED)
+
+    async def was_cancelled(self, claim: Claim) -> bool:
+        """Whether the request was marked cancelled (one consistent read)."""
+        try:
+            record = await anyio.to_thread.run_sync(self.store.get_record, claim.data())
+        except IdempotencyItemNotFoundError:
+            return False
+        return (
+            record is not None
+            and record.status == STATUS_CONSTANTS["COMPLETED"]
+            and is_cancelled(record.response_json_as_dict())
+        )
 
     async def abandon(self, claim: Claim, problem: BaseException) -> None:
         """Release a claim whose request could not be answered, so a redelivery may serve it."""

@@ -30,6 +30,11 @@ class Outcome(StrEnum):
     REPLY_QUEUE_GONE = "ReplyQueueGone"
     """The answer's per-connection reply queue was deleted: its client left (not poison)."""
     CLIENT_NOTIFICATION = "ClientNotification"
+    """A client notification, handed to the server's notification handlers."""
+    CLIENT_ANSWER = "ClientAnswer"
+    """A client's answer to a server-to-client request, handed to the worker that waits for it."""
+    CANCELLED = "Cancelled"
+    """A request its client cancelled: stopped (or never started), not answered, not retried."""
 
 
 Sink = Callable[[Outcome], None]

@@ -1,13 +1,18 @@
-"""Serve one JSON-RPC request with an MCP server, in the protocol generation it speaks.
+"""Serve one JSON-RPC message with an MCP server, in the protocol generation it speaks.
 
-No I/O of its own: request-scoped notifications go out through the `notify` callback the
-caller supplies (the worker sends them to the reply queue).
+No I/O of its own: the caller supplies `notify` (request-scoped notifications go to the client's
+reply queue) and, in the handshake era, `ask_client` (the back channel for server-to-client
+requests, `dmcp_aws.back_channel`).
 
 - 2026-07-28 (stateless): the request's `_meta` envelope is checked by the SDK's inbound
-  ladder and builds a born-ready connection.
+  ladder and builds a born-ready connection; server-to-client requests are refused (that era
+  asks with `input_required` results); errors map as the SDK's modern entries map them.
 - 2025-11-25 and earlier (handshake): `initialize` is answered from the server's static
-  capabilities; every other request is served as an already-initialised connection of the
-  version the client negotiated (the `mcp.protocol-version` attribute).
+  capabilities; every other request is served as a connection of the version the client
+  negotiated (`mcp.protocol-version`) that knows what `initialize` declared
+  (`mcp.client-params`); errors map as the SDK's handshake-era server maps them (the
+  exception's own code and message).
+- Client notifications reach the server's notification handlers the same way.
 """
 
 from __future__ import annotations
@@ -17,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from mcp.server.connection import Connection
+from mcp.server.connection import Connection, NotifyOnlyOutbound
 from mcp.server.lowlevel.server import Server
-from mcp.server.runner import modern_error_data, serve_one
+from mcp.server.runner import ServerRunner, aclose_shielded, modern_error_data, serve_one
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
-from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data, progress_token_from_params
 from mcp.shared.message import MessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import (
@@ -37,34 +42,52 @@ from mcp_types import (
     ProgressToken,
     RequestId,
 )
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION
 
 Notify = Callable[[JSONRPCNotification], Awaitable[None]]
 """Sends one request-scoped notification (progress, log message) to the client."""
 
-TRANSPORT = TransportContext(kind="dmcp-sqs", can_send_request=False)
+AskClient = Callable[[str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
+"""Sends one server-to-client request and returns the client's result (raises `MCPError` for
+the client's error answer)."""
+
+TRANSPORT_KIND = "dmcp-sqs"
+
+
+async def _no_notify(notification: JSONRPCNotification) -> None:
+    """Where notifications sent while handling a client notification go: nowhere to answer."""
 
 
 @dataclass
 class QueueDispatchContext:
-    """The SDK's per-request `DispatchContext` for a request that arrived on a queue.
+    """The SDK's per-request `DispatchContext` for a message that arrived on a queue.
 
-    There is no back channel for server-to-client requests (2026-07-28 replaces them with
-    `input_required` results); notifications go to the client's reply queue via `notify`.
+    Notifications go to the client's reply queue via `notify_client`; server-to-client requests
+    go through `ask_client` when there is a back channel (handshake era, with a ledger table),
+    else they raise `NoBackChannelError` as on the SDK's stateless HTTP path.
     """
 
-    request_id: RequestId
+    request_id: RequestId | None
     notify_client: Notify
     progress_token: ProgressToken | None = None
-    transport: TransportContext = TRANSPORT
+    ask_client: AskClient | None = None
     message_metadata: MessageMetadata = None
     cancel_requested: anyio.Event = field(default_factory=anyio.Event)
-    can_send_request: bool = False
+
+    @property
+    def can_send_request(self) -> bool:
+        return self.ask_client is not None
+
+    @property
+    def transport(self) -> TransportContext:
+        return TransportContext(kind=TRANSPORT_KIND, can_send_request=self.can_send_request)
 
     async def send_raw_request(
         self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
     ) -> dict[str, Any]:
-        raise NoBackChannelError(method)
+        if self.ask_client is None:
+            raise NoBackChannelError(method)
+        return await self.ask_client(method, params)
 
     async def notify(
         self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
@@ -83,30 +106,82 @@ class QueueDispatchContext:
         await self.notify("notifications/progress", params)
 
 
+@dataclass
+class _RequestBoundOutbound:
+    """A connection's standalone channel, for as long as one request runs: what the server sends
+    on it (`roots/list`, `ping`, list-changed notifications) travels with that request."""
+
+    dctx: QueueDispatchContext
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        return await self.dctx.send_raw_request(method, params, opts)
+
+    async def notify(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> None:
+        await self.dctx.notify(method, params, opts)
+
+
 def is_modern(request: JSONRPCRequest) -> bool:
     """Whether a request carries the 2026-07-28 per-request envelope (and is not `initialize`)."""
     meta = (request.params or {}).get("_meta")
     return request.method != "initialize" and isinstance(meta, Mapping) and PROTOCOL_VERSION_META_KEY in meta
 
 
-def handshake_version(request: JSONRPCRequest, hint: str | None) -> str:
-    """The handshake-era version to serve a request at: `initialize`'s proposal, else the hint."""
+def handshake_version(request: JSONRPCRequest | JSONRPCNotification, hint: str | None) -> str:
+    """The handshake-era version to serve a message at: `initialize`'s proposal, else the hint."""
     proposed = (request.params or {}).get("protocolVersion") if request.method == "initialize" else hint
     if proposed in HANDSHAKE_PROTOCOL_VERSIONS:
         return str(proposed)
     return LATEST_HANDSHAKE_VERSION if request.method == "initialize" else DEFAULT_NEGOTIATED_VERSION
 
 
-def connection_for(request: JSONRPCRequest, protocol_hint: str | None) -> Connection | ErrorData:
-    """A born-ready connection for one request, or the error that rejects its envelope."""
+def connection_for(
+    request: JSONRPCRequest,
+    protocol_hint: str | None,
+    dctx: QueueDispatchContext,
+    declared: tuple[Any, Any] = (None, None),
+) -> Connection | ErrorData:
+    """A born-ready connection for one request, or the error that rejects its envelope.
+
+    `declared` is `(clientInfo, capabilities)` from the handshake era's `initialize`."""
     if is_modern(request):
         verdict = classify_inbound_request(request.model_dump(by_alias=True, exclude_unset=True))
         if isinstance(verdict, InboundLadderRejection):
-            return ErrorData(code=verdict.code, message=verdict.message, data=verdict.data)
+            return _rejection(verdict)
         return Connection.from_envelope(
-            verdict.protocol_version, verdict.client_info, verdict.client_capabilities
+            verdict.protocol_version,
+            verdict.client_info,
+            verdict.client_capabilities,
+            outbound=NotifyOnlyOutbound(_RequestBoundOutbound(dctx)),
         )
-    return Connection.from_envelope(handshake_version(request, protocol_hint), None, None)
+    client_info, capabilities = declared
+    return Connection.from_envelope(
+        handshake_version(request, protocol_hint),
+        client_info,
+        capabilities,
+        outbound=_RequestBoundOutbound(dctx),
+    )
+
+
+def envelope_rejection(request: JSONRPCRequest) -> ErrorData | None:
+    """The error that rejects a 2026-07-28 request's envelope (None: acceptable, or handshake era)."""
+    if not is_modern(request):
+        return None
+    verdict = classify_inbound_request(request.model_dump(by_alias=True, exclude_unset=True))
+    return _rejection(verdict) if isinstance(verdict, InboundLadderRejection) else None
+
+
+def _rejection(verdict: InboundLadderRejection) -> ErrorData:
+    return ErrorData(code=verdict.code, message=verdict.message, data=verdict.data)
+
+
+def handshake_error_data(exc: Exception) -> ErrorData:
+    """Map a handshake-era handler exception as the SDK's handshake-era server does: `MCPError`
+    and validation errors by the shared ladder, anything else as code 0 with its own message."""
+    return handler_exception_to_error_data(exc) or ErrorData(code=0, message=str(exc))
 
 
 async def serve_request(
@@ -116,16 +191,58 @@ async def serve_request(
     notify: Notify,
     lifespan_state: Any,
     protocol_hint: str | None = None,
+    declared: tuple[Any, Any] = (None, None),
+    ask_client: AskClient | None = None,
+    cancel_requested: anyio.Event | None = None,
 ) -> JSONRPCResponse | JSONRPCError:
-    """Run one request through `server`; always returns a reply carrying the request's own id."""
-    connection = connection_for(request, protocol_hint)
+    """Run one request through `server`; always returns a reply carrying the request's own id.
+
+    `ask_client` is used only in the handshake era; `cancel_requested` is set by the caller
+    before it cancels the request (the handler can see it as `ctx`'s cancellation flag)."""
+    modern = is_modern(request)
+    dctx = QueueDispatchContext(
+        request.id,
+        notify,
+        progress_token_from_params(request.params),
+        ask_client=None if modern else ask_client,
+        cancel_requested=cancel_requested or anyio.Event(),
+    )
+    connection = connection_for(request, protocol_hint, dctx, declared)
     if isinstance(connection, ErrorData):
         return JSONRPCError(jsonrpc="2.0", id=request.id, error=connection)
-    dctx = QueueDispatchContext(request.id, notify, progress_token_from_params(request.params))
     try:
         result = await serve_one(
             server, dctx, request.method, request.params, connection=connection, lifespan_state=lifespan_state
         )
     except Exception as exc:
-        return JSONRPCError(jsonrpc="2.0", id=request.id, error=modern_error_data(exc))
+        error = modern_error_data(exc) if modern else handshake_error_data(exc)
+        return JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
     return JSONRPCResponse(jsonrpc="2.0", id=request.id, result=result)
+
+
+async def deliver_notification(
+    server: Server[Any],
+    notification: JSONRPCNotification,
+    *,
+    lifespan_state: Any,
+    protocol_hint: str | None = None,
+    declared: tuple[Any, Any] = (None, None),
+) -> None:
+    """Hand a client notification to the server's notification handlers, as the SDK's own
+    serving loops do (a handler that raises is logged, never raised)."""
+    params = notification.params or {}
+    meta = params.get("_meta")
+    enveloped = isinstance(meta, Mapping) and PROTOCOL_VERSION_META_KEY in meta
+    if enveloped or (protocol_hint is not None and protocol_hint not in HANDSHAKE_PROTOCOL_VERSIONS):
+        # The envelope is request-only: as in the SDK, a notification runs at the latest version.
+        version, declared = LATEST_MODERN_VERSION, (None, None)
+    else:
+        version = handshake_version(notification, protocol_hint)
+    dctx = QueueDispatchContext(None, _no_notify)
+    client_info, capabilities = declared
+    connection = Connection.from_envelope(version, client_info, capabilities)
+    runner = ServerRunner(server, connection, lifespan_state)
+    try:
+        await runner.on_notify(dctx, notification.method, notification.params)
+    finally:
+        await aclose_shielded(connection)

@@ -54,7 +54,12 @@ class Attr(StrEnum):
     request later does not run it."""
     REQUEST_DIGEST = "dmcp.request-digest"
     """On replies: `request_digest` of the request body they answer. The client transport hands
-    the session only replies whose digest is that of a request it sent and still waits for."""
+    the session only replies whose digest is that of a request it sent and still waits for.
+    From a client, on `notifications/cancelled` and on its answers to a server's requests: the
+    digest of the request they concern (so a worker can find it)."""
+    CLIENT_PARAMS = "mcp.client-params"
+    """Handshake era, on requests and notifications: the `clientInfo` and `capabilities` the
+    client declared in `initialize` (compact JSON), so that a stateless worker knows them."""
     DLQ_REASON = "dmcp.dlq-reason"
     """Set only on a message a worker moved to a dead-letter queue: why it could not be answered."""
 
@@ -141,15 +146,25 @@ def encode_request(
     conn: str,
     protocol_version: str | None = None,
     deadline_ms: int | None = None,
+    client_params: str | None = None,
+    concerns: str | None = None,
 ) -> WireMessage:
-    """Encode a client-to-server message (request or notification) with its routing attributes;
-    `deadline_ms` (requests only) is when the caller stops waiting, in ms since the epoch."""
+    """Encode a client-to-server message with its routing attributes.
+
+    `deadline_ms` (requests only) is when the caller stops waiting, in ms since the epoch;
+    `client_params` is what `initialize` declared (`client_params_attribute`); `concerns` is the
+    `request_digest` of the request a cancellation or an answer to a server's request is about.
+    """
     attributes = {
         Attr.VERSION.value: WIRE_VERSION,
         Attr.SERVER.value: server,
         Attr.REPLY_TO.value: reply_to,
         Attr.CONN.value: conn,
     }
+    if client_params is not None:
+        attributes[Attr.CLIENT_PARAMS.value] = client_params
+    if concerns is not None:
+        attributes[Attr.REQUEST_DIGEST.value] = concerns
     if isinstance(message, JSONRPCRequest | JSONRPCNotification):
         attributes[Attr.METHOD.value] = message.method
         if (target := request_target(message)) is not None:
@@ -159,6 +174,26 @@ def encode_request(
     if isinstance(message, JSONRPCRequest) and deadline_ms is not None:
         attributes[Attr.DEADLINE.value] = str(deadline_ms)
     return _checked(WireMessage(dump_message(message), attributes))
+
+
+def client_params_attribute(initialize_params: Mapping[str, Any] | None) -> str | None:
+    """The `mcp.client-params` value for an `initialize` request's params (None without any)."""
+    if not isinstance(initialize_params, Mapping):
+        return None
+    declared = {k: initialize_params[k] for k in ("clientInfo", "capabilities") if k in initialize_params}
+    return json.dumps(declared, separators=(",", ":"), ensure_ascii=False) if declared else None
+
+
+def parse_client_params(value: str | None) -> tuple[Any, Any]:
+    """`(clientInfo, capabilities)` from an `mcp.client-params` value; a missing or mis-shaped
+    value gives `(None, None)` (treated as not declared, as the SDK treats a bad envelope)."""
+    try:
+        declared = json.loads(value) if value else None
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(declared, dict):
+        return None, None
+    return declared.get("clientInfo"), declared.get("capabilities")
 
 
 def encode_reply(message: JSONRPCMessage, *, server: str, conn: str, digest: str) -> WireMessage:

@@ -14,7 +14,13 @@ a request it sent. Every record ends in exactly one visible outcome:
 - retried (the record is reported failed) after a transient failure; on its last allowed
   delivery the client is answered with an error and the record dead-lettered with the reason;
 - deferred, when another delivery of the same request holds its claim in the ledger: hidden
-  until that claim ends, never deleted while the request is unanswered.
+  until that claim ends, never deleted while the request is unanswered;
+- cancelled by its client (`notifications/cancelled`): the handler is cancelled wherever it
+  runs, nothing is sent (as MCP asks), and the request never runs again.
+
+Client notifications reach the server's notification handlers; a client's answers to the
+server's own requests (handshake era: sampling, elicitation, roots, ping) reach the worker that
+waits for them through the back channel (`dmcp_aws.back_channel`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import anyio
 from botocore.exceptions import ClientError
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -46,23 +53,27 @@ from mcp_types import (
     JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
+    JSONRPCResponse,
     jsonrpc_message_adapter,
 )
 
+from dmcp_aws.back_channel import AnswerSlots, answer_key, new_server_request_id
 from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX, LAST_WORD_DELIVERIES, UNROUTED
 from dmcp_aws.errors import MissingAttribute, UnsupportedWireVersion, WireError
-from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger
+from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger, is_cancelled
 from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
 from dmcp_aws.request_context import QueueRequest, serving
-from dmcp_aws.serving import serve_request
+from dmcp_aws.serving import AskClient, deliver_notification, serve_request
 from dmcp_aws.wire import (
     Attr,
     InboundMessage,
     check_answerable,
     decode,
+    dump_message,
     encode_answer,
     from_sqs_attributes,
+    parse_client_params,
     request_digest,
     to_sqs_attributes,
 )
@@ -75,6 +86,9 @@ _MAX_ATTRIBUTES: Final = 10
 _DEFER_SLACK_S: Final = 2
 """Seconds a deferred duplicate stays hidden beyond the holder's claim."""
 _MAX_VISIBILITY_S: Final = 12 * 3600
+CANCELLATION_CHECK_S: Final = 1.0
+"""How often a running request (with a ledger) looks for its client's cancellation, which any
+worker of the server may have received."""
 SHARED_LEDGER_NAMESPACE: Final = "*"
 """Ledger key namespace shared by all the deployment's workers (server names never contain `*`)."""
 READ_ONLY_METHODS: Final = frozenset(
@@ -120,6 +134,7 @@ class WorkerSettings:
 
     reply_prefix: str
     endpoint_url: str | None = None
+    dynamodb_endpoint_url: str | None = None
     idempotency_table: str | None = None
     """DynamoDB table of the request ledger; None serves every delivery (at least once)."""
     default_timeout_ms: int = 30_000
@@ -136,6 +151,9 @@ class WorkerSettings:
         return cls(
             reply_prefix=prefix,
             endpoint_url=environ.get("AWS_ENDPOINT_URL_SQS") or environ.get("AWS_ENDPOINT_URL") or None,
+            dynamodb_endpoint_url=environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+            or environ.get("AWS_ENDPOINT_URL")
+            or None,
             idempotency_table=environ.get("DMCP_IDEMPOTENCY_TABLE") or None,
         )
 
@@ -164,11 +182,31 @@ class ReplyChannel:
 
 @dataclass
 class _LoopResources:
-    """What a worker keeps open per event loop: the SQS client and the server's lifespan."""
+    """What a worker keeps open per event loop: the SQS client and the server's lifespan (and a
+    DynamoDB client, opened the first time the back channel needs it)."""
 
     sqs: Any
     lifespan_state: Any
     stack: AsyncExitStack
+    dynamodb: Any = None
+
+
+@dataclass
+class _Running:
+    """A request being served in this process, so that a cancellation can reach it."""
+
+    loop: asyncio.AbstractEventLoop
+    scope: anyio.CancelScope
+    cancel_requested: anyio.Event
+
+    def cancel(self) -> None:
+        """Cancel the request's handler (from any thread): it sees `cancel_requested` set."""
+
+        def now() -> None:
+            self.cancel_requested.set()
+            self.scope.cancel()
+
+        self.loop.call_soon_threadsafe(now)
 
 
 @dataclass(frozen=True)
@@ -203,6 +241,8 @@ class Worker:
         self._per_loop: dict[asyncio.AbstractEventLoop, asyncio.Task[_LoopResources]] = {}
         self._queue_urls: dict[str, str] = {}
         self._redrives: dict[str, _Redrive | None] = {}
+        self._running: dict[str, _Running] = {}
+        """Requests being served in this process, by ledger key (all of this process's loops)."""
         self._ledger = (
             RequestLedger(settings.idempotency_table, function_name=self.server.name)
             if settings.idempotency_table
@@ -287,8 +327,9 @@ class Worker:
         message = inbound.message
         log |= {"jsonrpc_id": inbound.request_id, "mcp_method": getattr(message, "method", None)}
         if isinstance(message, JSONRPCNotification):
-            logger.info("client notification %s needs no answer", message.method, extra=log)
-            record_outcome(Outcome.CLIENT_NOTIFICATION)
+            await self._handle_notification(resources, channel, message, attributes, lambda_context, log)
+        elif isinstance(message, JSONRPCResponse | JSONRPCError):
+            await self._take_client_answer(resources, channel, message, raw, attributes, log)
         elif isinstance(message, JSONRPCRequest):
             if not names_one_server(raw):
                 error = ErrorData(
@@ -299,9 +340,108 @@ class Worker:
                 await self._answer(channel, answer, raw, Outcome.ANSWERED_WITH_ERROR)
                 return
             await self._handle_request(resources, channel, message, raw, attributes, lambda_context, log)
-        else:
-            problem = WireError("a client may send only requests and notifications")
+
+    async def _handle_notification(
+        self,
+        resources: _LoopResources,
+        channel: ReplyChannel,
+        notification: JSONRPCNotification,
+        attributes: Mapping[str, str],
+        lambda_context: Any,
+        log: dict[str, Any],
+    ) -> None:
+        """Apply a cancellation, then hand the notification to the server's handlers."""
+        if notification.method == "notifications/cancelled":
+            await self._cancel(channel, attributes.get(Attr.REQUEST_DIGEST), log)
+        limit_s = _seconds(
+            _remaining_ms(lambda_context, self.settings.default_timeout_ms) - self.settings.answer_margin_ms
+        )
+        with anyio.move_on_after(limit_s) as scope:
+            await deliver_notification(
+                self.server,
+                notification,
+                lifespan_state=resources.lifespan_state,
+                protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
+                declared=parse_client_params(attributes.get(Attr.CLIENT_PARAMS)),
+            )
+        if scope.cancelled_caught:
+            logger.warning("the handler of %s ran out of time", notification.method, extra=log)
+        logger.info("client notification %s delivered", notification.method, extra=log)
+        record_outcome(Outcome.CLIENT_NOTIFICATION)
+
+    async def _cancel(self, channel: ReplyChannel, digest: str | None, log: dict[str, Any]) -> None:
+        """Cancel the request a `notifications/cancelled` names (by its digest, which the client
+        transport sends along): here if it runs in this process, and in the ledger, where a
+        worker running it elsewhere looks and a delivery that has not started finds it."""
+        if not digest:
+            logger.info("a cancellation names no request digest: handlers only", extra=log)
+            return
+        claim = Claim.of(channel.conn, channel.address.url, digest)
+        running = self._running.get(claim.key)
+        if running is not None:
+            running.cancel()
+        if self._ledger is not None:
+            await self._ledger.cancel(claim)
+        logger.info("request %s cancelled by its client", claim.key[:12], extra=log)
+
+    async def _take_client_answer(
+        self,
+        resources: _LoopResources,
+        channel: ReplyChannel,
+        answer: JSONRPCResponse | JSONRPCError,
+        raw: Mapping[str, Any],
+        attributes: Mapping[str, str],
+        log: dict[str, Any],
+    ) -> None:
+        """Put a client's answer to a server-to-client request where its worker waits for it."""
+        call_digest = attributes.get(Attr.REQUEST_DIGEST)
+        slots = await self._answer_slots(resources)
+        if slots is None or not isinstance(answer.id, str) or not call_digest:
+            problem = WireError(
+                "a client may send only requests, notifications and answers to a server's requests "
+                "(with dmcp.request-digest, on a deployment with a ledger table)"
+            )
             await self._dead_letter(resources.sqs, raw, problem)
+            return
+        if not await slots.deliver(answer_key(channel.conn, call_digest, answer.id), dump_message(answer)):
+            await self._dead_letter(
+                resources.sqs, raw, NoWaitingRequest(f"no request {answer.id!r} waits for this answer")
+            )
+            return
+        logger.info("client answer to %s delivered", answer.id, extra=log)
+        record_outcome(Outcome.CLIENT_ANSWER)
+
+    async def _answer_slots(self, resources: _LoopResources) -> AnswerSlots | None:
+        """The back channel's answer slots (None without a ledger table: no back channel)."""
+        table = self.settings.idempotency_table
+        if table is None:
+            return None
+        if resources.dynamodb is None:
+            client = self._session.client("dynamodb", endpoint_url=self.settings.dynamodb_endpoint_url)
+            resources.dynamodb = await resources.stack.enter_async_context(client)
+        return AnswerSlots(resources.dynamodb, table)
+
+    def _asker(self, slots: AnswerSlots | None, channel: ReplyChannel, call_id: object) -> AskClient | None:
+        """Send one server-to-client request over the back channel and wait for the answer."""
+        if slots is None:
+            return None
+
+        async def ask(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+            request_id = new_server_request_id()
+            key = answer_key(channel.conn, channel.digest, request_id)
+            await slots.open(key, time.time())
+            body = dict(params) if params is not None else None
+            await self._send(
+                channel, JSONRPCRequest(jsonrpc="2.0", id=request_id, method=method, params=body), call_id
+            )
+            answer = jsonrpc_message_adapter.validate_python(await slots.wait(key))
+            if isinstance(answer, JSONRPCError):
+                raise MCPError.from_error_data(answer.error)
+            if isinstance(answer, JSONRPCResponse):
+                return answer.result
+            raise MCPError(code=INTERNAL_ERROR, message=f"the client's answer to {method} is not a response")
+
+        return ask
 
     async def _handle_request(
         self,
@@ -352,6 +492,10 @@ class Worker:
                 await self._give_up(channel, request, raw, exc)
                 return
             raise
+        if answer is None:
+            logger.info("%s was cancelled by its client: not answered", request.method, extra=log)
+            record_outcome(outcome)
+            return
         # One record per served request (`dmcp dev` prints it as a line): method, server, outcome, ms.
         served: dict[str, Any] = {
             "outcome": outcome.value,
@@ -394,11 +538,12 @@ class Worker:
         delivery: int,
         *,
         may_run: bool,
-    ) -> tuple[JSONRPCMessage, Outcome]:
+    ) -> tuple[JSONRPCMessage | None, Outcome]:
         """Serve a request unless the ledger holds its answer already (a duplicate delivery).
 
-        Raises `_GaveUp` when the delivery budget is spent (`may_run` false) and no stored
-        answer exists, and `RequestInProgress` while another delivery holds the request.
+        The answer is None for a request its client cancelled (nothing is sent). Raises
+        `_GaveUp` when the delivery budget is spent (`may_run` false) and no stored answer
+        exists, and `RequestInProgress` while another delivery holds the request.
         """
         claim = Claim.of(channel.conn, channel.address.url, channel.digest)
         context = QueueRequest(claim.key, delivery, channel.server)
@@ -407,16 +552,21 @@ class Worker:
             if not may_run:
                 raise _GaveUp("its worker ended without an outcome on every allowed delivery")
             return _with_outcome(
-                await self._serve(resources, channel, request, attributes, context, budget_ms)
+                await self._serve(resources, channel, request, attributes, context, budget_ms, None)
             )
         stored = await self._ledger.begin(claim, budget_ms)
+        if is_cancelled(stored):
+            return None, Outcome.CANCELLED
         if stored is not None:
             logger.info("request %r was served already; sending its stored answer", request.id)
             return jsonrpc_message_adapter.validate_python(stored), Outcome.REPLAYED
         try:
             if not may_run:
                 raise _GaveUp("its worker ended without an outcome on every allowed delivery")
-            answer = await self._serve(resources, channel, request, attributes, context, budget_ms)
+            answer = await self._serve(resources, channel, request, attributes, context, budget_ms, claim)
+            if answer is None:
+                await self._ledger.cancel(claim)
+                return None, Outcome.CANCELLED
             # What is stored is what is sent: a result too large to send becomes its error.
             wire = encode_answer(answer, server=channel.server, conn=channel.conn, digest=channel.digest)
             await self._ledger.complete(claim, json.loads(wire.body))
@@ -433,7 +583,12 @@ class Worker:
         attributes: Mapping[str, str],
         context: QueueRequest,
         budget_ms: int,
-    ) -> JSONRPCMessage:
+        claim: Claim | None,
+    ) -> JSONRPCMessage | None:
+        """Run the request within its time (the function's, and its caller's deadline); None
+        when its client cancelled it. `claim` (ledger requests) is watched for a cancellation
+        that another worker received."""
+
         async def notify(notification: JSONRPCNotification) -> None:
             try:
                 await self._send(channel, notification, request.id)
@@ -445,19 +600,56 @@ class Worker:
                     "could not deliver %s to %s", notification.method, channel.address.name, exc_info=True
                 )
 
-        limit_s = max(0.1, (budget_ms - self.settings.answer_margin_ms) / 1000)
-        with serving(context):
-            try:
-                with anyio.fail_after(limit_s):
-                    return await serve_request(
-                        self.server,
-                        request,
-                        notify=notify,
-                        lifespan_state=resources.lifespan_state,
-                        protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
-                    )
-            except TimeoutError:
+        budget_s = _seconds(budget_ms - self.settings.answer_margin_ms)
+        caller_s = _seconds_to_deadline(attributes)
+        limit_s = min(budget_s, caller_s) if caller_s is not None else budget_s
+        ask = self._asker(await self._answer_slots(resources), channel, request.id)
+        running = _Running(asyncio.get_running_loop(), anyio.CancelScope(), anyio.Event())
+        self._running[context.idempotency_key] = running
+        answer: JSONRPCMessage | None = None
+        try:
+            with serving(context), running.scope:
+                async with anyio.create_task_group() as watchers:
+                    if claim is not None and self._ledger is not None:
+                        watchers.start_soon(self._watch_for_cancellation, self._ledger, claim, running)
+                    with anyio.fail_after(limit_s):
+                        answer = await serve_request(
+                            self.server,
+                            request,
+                            notify=notify,
+                            lifespan_state=resources.lifespan_state,
+                            protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
+                            declared=parse_client_params(attributes.get(Attr.CLIENT_PARAMS)),
+                            ask_client=ask,
+                            cancel_requested=running.cancel_requested,
+                        )
+                    watchers.cancel_scope.cancel()
+        except TimeoutError:
+            if caller_s is None or caller_s > budget_s:
                 raise TimeoutError(f"the request ran out of time ({limit_s:.1f} s)") from None
+            # Its caller has given up: stop, answer (the late answer is dropped) and never retry.
+            message = "the caller's deadline (dmcp.deadline) passed while the request ran: it was stopped"
+            return JSONRPCError(
+                jsonrpc="2.0", id=request.id, error=ErrorData(code=REQUEST_TIMEOUT, message=message)
+            )
+        finally:
+            if self._running.get(context.idempotency_key) is running:
+                del self._running[context.idempotency_key]
+        return answer
+
+    async def _watch_for_cancellation(self, ledger: RequestLedger, claim: Claim, running: _Running) -> None:
+        """Cancel `running` once the ledger says its client cancelled it (another worker got
+        the `notifications/cancelled`); a failed look is only logged."""
+        while True:
+            await anyio.sleep(CANCELLATION_CHECK_S)
+            try:
+                cancelled = await ledger.was_cancelled(claim)
+            except Exception as exc:
+                logger.warning("could not look for a cancellation: %s", exc)
+                continue
+            if cancelled:
+                running.cancel()
+                return
 
     async def _give_up(
         self, channel: ReplyChannel, request: JSONRPCRequest, raw: Mapping[str, Any], problem: BaseException
@@ -601,6 +793,13 @@ class Worker:
             return _LoopResources(sqs, lifespan_state, stack.pop_all())
 
 
+class NoWaitingRequest(WireError):
+    """A client's answer to a server-to-client request that nobody waits for (it was never
+    asked, or its call has ended)."""
+
+    reason = "no-waiting-request"
+
+
 class _GaveUp(Exception):
     """A request out of deliveries: answered with an error and dead-lettered."""
 
@@ -622,6 +821,20 @@ def _past_deadline(attributes: Mapping[str, str]) -> bool:
     except ValueError:
         return False
     return 0 < deadline < time.time() * 1000
+
+
+def _seconds(milliseconds: float) -> float:
+    """A time limit in seconds from milliseconds, never below 0.1 s."""
+    return max(0.1, milliseconds / 1000)
+
+
+def _seconds_to_deadline(attributes: Mapping[str, str]) -> float | None:
+    """Seconds until the request's `dmcp.deadline` (None without one)."""
+    try:
+        deadline = int(attributes.get(Attr.DEADLINE) or 0)
+    except ValueError:
+        return None
+    return _seconds(deadline - time.time() * 1000) if deadline > 0 else None
 
 
 def _remaining_ms(lambda_context: Any, default_ms: int) -> int:
@@ -650,7 +863,9 @@ def _single_outcome_claim(raw: Mapping[str, Any], attributes: Mapping[str, str],
     return Claim.of(f"single-outcome:{attributes.get(Attr.CONN) or ''}", where, digest)
 
 
-def _with_outcome(answer: JSONRPCMessage) -> tuple[JSONRPCMessage, Outcome]:
+def _with_outcome(answer: JSONRPCMessage | None) -> tuple[JSONRPCMessage | None, Outcome]:
+    if answer is None:
+        return None, Outcome.CANCELLED
     return answer, Outcome.ANSWERED_WITH_ERROR if isinstance(answer, JSONRPCError) else Outcome.ANSWERED
 
 

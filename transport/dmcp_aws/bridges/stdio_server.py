@@ -56,9 +56,10 @@ from mcp_types.methods import CACHEABLE_METHODS
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from dmcp_aws.deployment import STDIO_HANDLER_PREFIX, stdio_environment_variable
+from dmcp_aws.idempotency import Claim
 from dmcp_aws.lambda_handler import LambdaHandler
 from dmcp_aws.request_context import QueueRequest
-from dmcp_aws.serving import connection_for, is_modern, serve_request
+from dmcp_aws.serving import envelope_rejection, is_modern, serve_request
 from dmcp_aws.wire import Attr
 from dmcp_aws.worker import ReplyChannel, Worker, WorkerSettings, _LoopResources
 
@@ -319,7 +320,8 @@ class StdioWorker(Worker):
         attributes: Mapping[str, str],
         context: QueueRequest,
         budget_ms: int,
-    ) -> JSONRPCMessage:
+        claim: Claim | None,
+    ) -> JSONRPCMessage | None:
         limit_s = max(0.1, (budget_ms - self.settings.answer_margin_ms) / 1000)
         child = await self.child(min(limit_s, INIT_TIMEOUT_S))
         if request.method in _LOCAL_METHODS:
@@ -334,9 +336,9 @@ class StdioWorker(Worker):
                 lifespan_state={},
                 protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
             )
-        connection = connection_for(request, attributes.get(Attr.PROTOCOL_VERSION))
-        if isinstance(connection, ErrorData):
-            return JSONRPCError(jsonrpc="2.0", id=request.id, error=connection)
+        rejection = envelope_rejection(request)
+        if rejection is not None:
+            return JSONRPCError(jsonrpc="2.0", id=request.id, error=rejection)
         return await self._relay(child, channel, request, limit_s)
 
     async def _relay(
