@@ -49,9 +49,10 @@ test-localstack: $(INSTALLED) $(NODE_INSTALLED)  ## the LocalStack layer alone: 
 synth: $(INSTALLED) $(NODE_INSTALLED)  ## cdk synth with the pinned CLI, from the project venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth
 
-bench: $(INSTALLED)  ## round-trip benchmark against the raw-SQS floor, and `dmcp stdio`'s added latency
+bench: $(INSTALLED)  ## round-trip benchmark against the raw-SQS floor, `dmcp stdio`'s added latency, one elicitation round trip
 	$(BIN)/python benchmarks/roundtrip.py
 	$(BIN)/python benchmarks/stdio_relay.py
+	$(BIN)/python benchmarks/elicitation.py
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .build .mypy_cache .pytest_cache .ruff_cache

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import anyio
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from pydantic import BaseModel, Field
 
 from dmcp_aws.request_context import current_request
@@ -65,6 +69,24 @@ async def count_slowly(steps: int, ctx: Context, delay_s: float = 0.05) -> str:
         await anyio.sleep(delay_s)
         await ctx.report_progress(step, steps, f"step {step} of {steps}")
     return f"counted to {steps}"
+
+
+class Guest(BaseModel):
+    """What `sign_guestbook` asks the user."""
+
+    name: str = Field(description="Your name, as it should appear in the guestbook")
+
+
+def ask_for_name() -> Elicit[Guest]:
+    return Elicit("Who is signing the guestbook?", Guest)
+
+
+@mcp.tool()
+def sign_guestbook(answer: Annotated[ElicitationResult[Guest], Resolve(ask_for_name)]) -> str:
+    """Ask the user for their name (an elicitation), then thank them."""
+    if not isinstance(answer, AcceptedElicitation):
+        return f"The guestbook stays unsigned ({answer.action})."
+    return f"Thank you for signing, {answer.data.name}!"
 
 
 @mcp.resource("dmcp://example/about", mime_type="text/plain")

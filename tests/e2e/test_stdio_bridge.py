@@ -20,6 +20,7 @@ import pytest
 from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp_types import ElicitRequestParams, ElicitResult
 
 from tests.e2e.test_cli import ROOT, Dev, running_dev
 from tests.unit.test_cli_commands import assert_short_error, clean_env
@@ -151,6 +152,24 @@ async def test_the_sdk_stdio_client_with_the_handshake(dev: Dev) -> None:
         read_back = await session.read_resource("dmcp://example/about")
         assert "dMCP example server" in read_back.contents[0].text  # type: ignore[union-attr]
     assert sorted(seen) == [1.0, 2.0, 3.0, 4.0]
+
+
+async def test_a_handshake_host_answers_an_elicitation_through_dmcp_stdio(dev: Dev) -> None:
+    """A tool elicits; the handshake-era host behind `dmcp stdio` answers; the tool gets it."""
+    asked: list[str] = []
+
+    async def elicit(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"name": "Ada"})
+
+    async with (
+        stdio_client(stdio_params(dev, "--timeout", "30")) as (read, write),
+        ClientSession(read, write, elicitation_callback=elicit) as session,
+    ):
+        assert (await session.initialize()).protocol_version == "2025-11-25"
+        signed = await session.call_tool("sign_guestbook", {})
+    assert signed.content[0].text == "Thank you for signing, Ada!"  # type: ignore[union-attr]
+    assert asked == ["Who is signing the guestbook?"]
 
 
 DISCOVER = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
