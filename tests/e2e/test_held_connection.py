@@ -242,3 +242,28 @@ async def test_progress_after_the_response_is_dropped(
         assert result.content[0].text == "answered"  # type: ignore[union-attr]
         await _wait_for(lambda: "dropped notifications/progress" in caplog.text)
     assert progress == [] and strays == []
+
+
+# Item 6: notifications outside a request need the events plane; until then both paths are
+# refused at once (never held open to the function timeout) and not advertised.
+async def test_subscriptions_are_refused_until_the_events_plane(stack: RunningStack) -> None:
+    transport = sqs_client_transport(
+        stack.topic_target("example"), **stack.client_options(), request_timeout=30
+    )
+    async with Client(transport) as client:  # type: ignore[arg-type]
+        capabilities = client.session.server_capabilities
+        assert (
+            capabilities is not None and capabilities.resources is not None and capabilities.tools is not None
+        )
+        assert not capabilities.resources.subscribe and not capabilities.tools.list_changed
+        with anyio.fail_after(10), pytest.raises(MCPError) as refused:
+            async with client.listen(tools_list_changed=True):
+                pass
+    assert refused.value.error.code == -32601 and "events plane" in refused.value.error.message
+    transport = sqs_client_transport(
+        stack.topic_target("example"), **stack.client_options(), request_timeout=30
+    )
+    async with Client(transport, mode="legacy") as client:  # type: ignore[arg-type]
+        with anyio.fail_after(10), pytest.raises(MCPError) as refused:
+            await client.session.subscribe_resource("dmcp://example/about")
+    assert refused.value.error.code == -32601

@@ -13,13 +13,18 @@ requests, `dmcp_aws.back_channel`).
   (`mcp.client-params`); errors map as the SDK's handshake-era server maps them (the
   exception's own code and message).
 - Client notifications reach the server's notification handlers the same way.
+
+Notifications a server sends outside any request (`list_changed`, `resources/updated`) need the
+events plane, which this kit does not have yet: until it does, `subscriptions/listen` and
+`resources/subscribe` are refused at once (never held open until the function times out), and
+`initialize` and `server/discover` do not advertise what could not be delivered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from mcp.server.connection import Connection, NotifyOnlyOutbound
@@ -33,6 +38,7 @@ from mcp.shared.message import MessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import (
     DEFAULT_NEGOTIATED_VERSION,
+    METHOD_NOT_FOUND,
     PROTOCOL_VERSION_META_KEY,
     ErrorData,
     JSONRPCError,
@@ -52,6 +58,11 @@ AskClient = Callable[[str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
 the client's error answer)."""
 
 TRANSPORT_KIND = "dmcp-sqs"
+
+NEEDS_EVENTS_PLANE: Final = frozenset(
+    {"subscriptions/listen", "resources/subscribe", "resources/unsubscribe"}
+)
+"""Methods whose promise (notifications outside any request) only the events plane can keep."""
 
 
 async def _no_notify(notification: JSONRPCNotification) -> None:
@@ -200,6 +211,13 @@ async def serve_request(
     `ask_client` is used only in the handshake era; `cancel_requested` is set by the caller
     before it cancels the request (the handler can see it as `ctx`'s cancellation flag)."""
     modern = is_modern(request)
+    if request.method in NEEDS_EVENTS_PLANE:
+        message = (
+            f"{request.method} is not available over dMCP yet: notifications sent outside a request "
+            "need the events plane, which this deployment does not have"
+        )
+        error = ErrorData(code=METHOD_NOT_FOUND, message=message, data=request.method)
+        return JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
     dctx = QueueDispatchContext(
         request.id,
         notify,
@@ -217,7 +235,22 @@ async def serve_request(
     except Exception as exc:
         error = modern_error_data(exc) if modern else handshake_error_data(exc)
         return JSONRPCError(jsonrpc="2.0", id=request.id, error=error)
+    if request.method in ("initialize", "server/discover"):
+        result = without_undeliverable_capabilities(result)
     return JSONRPCResponse(jsonrpc="2.0", id=request.id, result=result)
+
+
+def without_undeliverable_capabilities(result: dict[str, Any]) -> dict[str, Any]:
+    """An `initialize` or `server/discover` result that promises no notification sent outside a
+    request (`listChanged`, resource `subscribe`): nothing could deliver them yet."""
+    capabilities = result.get("capabilities")
+    if not isinstance(capabilities, dict):
+        return result
+    honest = dict(capabilities)
+    for name in ("tools", "prompts", "resources"):
+        if isinstance(honest.get(name), dict):
+            honest[name] = {k: v for k, v in honest[name].items() if k not in ("listChanged", "subscribe")}
+    return {**result, "capabilities": honest}
 
 
 async def deliver_notification(
