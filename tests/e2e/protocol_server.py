@@ -71,6 +71,13 @@ def roots(listed: Annotated[ListRootsResult, Resolve(ask_roots)]) -> list[str]:
 
 
 @mcp.tool()
+async def visit(ctx: Context) -> str:
+    """Ask the user to open a URL (URL-mode elicitation)."""
+    answer = await ctx.elicit_url("Please sign in", "https://example.com/sign-in", "sign-in-1")
+    return f"the user chose to {answer.action}"
+
+
+@mcp.tool()
 async def ping_client(ctx: Context) -> str:
     """Ping the client (a server-to-client `ping`)."""
     await ctx.session.send_ping()
@@ -111,8 +118,13 @@ async def linger(tag: str, seconds: float = 20.0) -> str:
 @mcp.tool()
 async def late_progress(ctx: Context) -> str:
     """Answer at once, then report progress 0.3 s later (after the response)."""
-    loop = asyncio.get_running_loop()
-    loop.call_later(0.3, lambda: loop.create_task(ctx.report_progress(99, 100, "too late")))
+
+    async def report_late() -> None:
+        await asyncio.sleep(0.3)
+        await ctx.report_progress(99, 100, "too late")
+        SEEN.append(("late_progress_sent", ctx.request_id))
+
+    asyncio.get_running_loop().create_task(report_late())
     return "answered"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -184,7 +185,10 @@ def test_a_deadline_then_the_dead_letters_and_their_redrive(dev: Dev) -> None:
         assert "server/discover" in shown.stdout and "forbidden-reply-address" in shown.stdout, shown.stdout
     moved = dev.dmcp("dlq", "example", "--redrive")
     assert moved.returncode == 0, moved.stderr
-    assert "moved 2 dead letter(s) of example back to its request queue" in moved.stdout, moved.stdout
+    # The two requests, and the cancellations the transport sent when they timed out (best
+    # effort: the command may exit before they are sent), all refused for their reply address.
+    count = re.search(r"moved (\d+) dead letter\(s\) of example back to its request queue", moved.stdout)
+    assert count is not None and 2 <= int(count.group(1)) <= 4, moved.stdout
     assert "no message move tasks" in moved.stdout  # moto has none: receive, send, delete
 
 

@@ -421,12 +421,15 @@ class Worker:
             resources.dynamodb = await resources.stack.enter_async_context(client)
         return AnswerSlots(resources.dynamodb, table)
 
-    def _asker(self, slots: AnswerSlots | None, channel: ReplyChannel, call_id: object) -> AskClient | None:
-        """Send one server-to-client request over the back channel and wait for the answer."""
-        if slots is None:
+    def _asker(self, resources: _LoopResources, channel: ReplyChannel, call_id: object) -> AskClient | None:
+        """Send one server-to-client request over the back channel and wait for the answer
+        (None without a ledger table: no back channel)."""
+        if self.settings.idempotency_table is None:
             return None
 
         async def ask(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+            slots = await self._answer_slots(resources)
+            assert slots is not None
             request_id = new_server_request_id()
             key = answer_key(channel.conn, channel.digest, request_id)
             await slots.open(key, time.time())
@@ -603,26 +606,26 @@ class Worker:
         budget_s = _seconds(budget_ms - self.settings.answer_margin_ms)
         caller_s = _seconds_to_deadline(attributes)
         limit_s = min(budget_s, caller_s) if caller_s is not None else budget_s
-        ask = self._asker(await self._answer_slots(resources), channel, request.id)
+        ask = self._asker(resources, channel, request.id)
         running = _Running(asyncio.get_running_loop(), anyio.CancelScope(), anyio.Event())
         self._running[context.idempotency_key] = running
         answer: JSONRPCMessage | None = None
         try:
-            with serving(context), running.scope:
+            # The time limit is outside the task group, so its TimeoutError is not wrapped.
+            with serving(context), running.scope, anyio.fail_after(limit_s):
                 async with anyio.create_task_group() as watchers:
                     if claim is not None and self._ledger is not None:
                         watchers.start_soon(self._watch_for_cancellation, self._ledger, claim, running)
-                    with anyio.fail_after(limit_s):
-                        answer = await serve_request(
-                            self.server,
-                            request,
-                            notify=notify,
-                            lifespan_state=resources.lifespan_state,
-                            protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
-                            declared=parse_client_params(attributes.get(Attr.CLIENT_PARAMS)),
-                            ask_client=ask,
-                            cancel_requested=running.cancel_requested,
-                        )
+                    answer = await serve_request(
+                        self.server,
+                        request,
+                        notify=notify,
+                        lifespan_state=resources.lifespan_state,
+                        protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
+                        declared=parse_client_params(attributes.get(Attr.CLIENT_PARAMS)),
+                        ask_client=ask,
+                        cancel_requested=running.cancel_requested,
+                    )
                     watchers.cancel_scope.cancel()
         except TimeoutError:
             if caller_s is None or caller_s > budget_s:

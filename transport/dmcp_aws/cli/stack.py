@@ -144,7 +144,7 @@ async def _demo(spec: Deployment, code_root: Path, server: str) -> None:
         transport = sqs_client_transport(
             stack.topic_target(server), **stack.client_options(), request_timeout=60
         )
-        async with Client(transport) as client:
+        async with Client(transport, elicitation_callback=_answer_as_the_demo) as client:
             out.print(
                 Text.assemble(
                     ("✓ ", "green"),
@@ -207,6 +207,14 @@ async def _show_catalogue(client: Any, server: str) -> dict[str, set[str]]:
     return offered
 
 
+async def _answer_as_the_demo(context: Any, params: Any) -> Any:
+    """The demo's answer to a server's question (an elicitation): its own name."""
+    from mcp_types import ElicitResult
+
+    out.print(Text.assemble(("? ", "cyan"), f"the server asks: {params.message} → answering 'the dMCP demo'"))
+    return ElicitResult(action="accept", content={"name": "the dMCP demo"})
+
+
 async def _example_tour(client: Any) -> None:
     """The guided parts, written for the `example` server: progress, resources, a prompt,
     structured output."""
@@ -225,6 +233,8 @@ async def _example_tour(client: Any) -> None:
             "count_slowly", {"steps": steps, "delay_s": 0.2}, progress_callback=on_progress
         )
     out.print(Text.assemble(("✓ ", "green"), f"count_slowly → {_text(result.content)}"))
+    signed = await client.call_tool("sign_guestbook", {})
+    out.print(Text.assemble(("✓ ", "green"), f"sign_guestbook → {_text(signed.content)}"))
     for uri in ("dmcp://example/about", "dmcp://example/greeting/world"):
         resource = await client.read_resource(uri)
         out.print(Panel(Text(_text(resource.contents)), title=Text(f"resources/read {uri}")), soft_wrap=False)
