@@ -9,6 +9,7 @@ from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from dmcp_aws.request_context import current_request
@@ -17,6 +18,10 @@ from functions.example.tickets import NoTicketTable, ticket_for
 mcp = MCPServer(
     "example", instructions="An example dMCP server: arithmetic, progress, a resource and a prompt."
 )
+
+READ_ONLY = ToolAnnotations(readOnlyHint=True)
+"""No side effects: a redelivered call may simply run again, so it skips the request ledger
+(`dmcp_aws.run_once`). `take_ticket`, which has one, is not annotated and runs once."""
 
 
 class Sum(BaseModel):
@@ -27,19 +32,19 @@ class Sum(BaseModel):
     sum: float = Field(description="a + b")
 
 
-@mcp.tool()
+@mcp.tool(annotations=READ_ONLY)
 def echo(text: str) -> str:
     """Return the text unchanged (the benchmark's tool)."""
     return text
 
 
-@mcp.tool()
+@mcp.tool(annotations=READ_ONLY)
 def add(a: float, b: float) -> Sum:
     """Add two numbers; the result is structured."""
     return Sum(a=a, b=b, sum=a + b)
 
 
-@mcp.tool()
+@mcp.tool(annotations=READ_ONLY)
 def divide(a: float, b: float) -> float:
     """Divide a by b; dividing by zero is a tool error."""
     if b == 0:
@@ -60,7 +65,7 @@ async def take_ticket() -> int:
         raise ToolError(str(exc)) from None
 
 
-@mcp.tool()
+@mcp.tool(annotations=READ_ONLY)
 async def count_slowly(steps: int, ctx: Context, delay_s: float = 0.05) -> str:
     """Count to `steps`, reporting progress after each step."""
     if not 1 <= steps <= 100:
@@ -81,7 +86,7 @@ def ask_for_name() -> Elicit[Guest]:
     return Elicit("Who is signing the guestbook?", Guest)
 
 
-@mcp.tool()
+@mcp.tool(annotations=READ_ONLY)
 def sign_guestbook(answer: Annotated[ElicitationResult[Guest], Resolve(ask_for_name)]) -> str:
     """Ask the user for their name (an elicitation), then thank them."""
     if not isinstance(answer, AcceptedElicitation):

@@ -130,6 +130,26 @@ async def test_a_request_cancelled_before_it_starts_never_runs(
     async with session.client("sqs", endpoint_url=stack.endpoint_url) as sqs:
         reply = (await sqs.create_queue(QueueName=f"{deployment.reply_prefix}early"))["QueueUrl"]
         conn = new_conn()
+        # First a call that shows the worker is polling (a cold worker could otherwise take the
+        # request and its cancellation in one batch, once the request's delay is over).
+        warm = {"name": "linger", "arguments": {"tag": "warm", "seconds": 0}, "_meta": MODERN_META}
+        warm_up = encode_request(
+            JSONRPCRequest(jsonrpc="2.0", id=6, method="tools/call", params=warm),
+            server="lingering",
+            reply_to=reply,
+            conn=conn,
+        )
+        await sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=warm_up.body,
+            MessageAttributes=to_sqs_attributes(warm_up.attributes),
+        )
+        with anyio.fail_after(60):
+            while not (
+                warmed := (await sqs.receive_message(QueueUrl=reply, WaitTimeSeconds=1)).get("Messages")
+            ):
+                pass
+        await sqs.delete_message(QueueUrl=reply, ReceiptHandle=warmed[0]["ReceiptHandle"])
         call = {"name": "linger", "arguments": {"tag": "early", "seconds": 1}, "_meta": MODERN_META}
         request = encode_request(
             JSONRPCRequest(jsonrpc="2.0", id=7, method="tools/call", params=call),
@@ -171,6 +191,6 @@ async def test_a_request_cancelled_before_it_starts_never_runs(
                 "ApproximateNumberOfMessagesDelayed",
             ],
         )
-    assert "started early" not in events(directory)
+    assert events(directory) == ["started warm", "finished warm"]
     assert replies == []  # a cancelled request is not answered (MCP: SHOULD NOT respond)
     assert set(left["Attributes"].values()) == {"0"}  # and its message is gone, not retried

@@ -56,6 +56,7 @@ from mcp_types import (
     JSONRPCResponse,
     jsonrpc_message_adapter,
 )
+from mcp_types.version import LATEST_MODERN_VERSION
 
 from dmcp_aws.back_channel import AnswerSlots, answer_key, new_server_request_id
 from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX, LAST_WORD_DELIVERIES, UNROUTED
@@ -64,6 +65,7 @@ from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger, is_can
 from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
 from dmcp_aws.request_context import QueueRequest, serving
+from dmcp_aws.run_once import ToolHints
 from dmcp_aws.serving import AskClient, deliver_notification, serve_request
 from dmcp_aws.wire import (
     Attr,
@@ -91,22 +93,6 @@ CANCELLATION_CHECK_S: Final = 1.0
 worker of the server may have received."""
 SHARED_LEDGER_NAMESPACE: Final = "*"
 """Ledger key namespace shared by all the deployment's workers (server names never contain `*`)."""
-READ_ONLY_METHODS: Final = frozenset(
-    {
-        "initialize",
-        "ping",
-        "server/discover",
-        "tools/list",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-    }
-)
-"""Methods MCP defines without side effects: running one twice is harmless, so they skip the
-request ledger (and its two writes). `tools/call` and custom methods always go through it."""
 
 
 def conn_ref(conn: str | None) -> str | None:
@@ -241,6 +227,7 @@ class Worker:
         self._per_loop: dict[asyncio.AbstractEventLoop, asyncio.Task[_LoopResources]] = {}
         self._queue_urls: dict[str, str] = {}
         self._redrives: dict[str, _Redrive | None] = {}
+        self._hints = ToolHints()
         self._running: dict[str, _Running] = {}
         """Requests being served in this process, by ledger key (all of this process's loops)."""
         self._ledger = (
@@ -551,7 +538,7 @@ class Worker:
         claim = Claim.of(channel.conn, channel.address.url, channel.digest)
         context = QueueRequest(claim.key, delivery, channel.server)
         budget_ms = _remaining_ms(lambda_context, self.settings.default_timeout_ms)
-        if self._ledger is None or request.method in READ_ONLY_METHODS:
+        if self._ledger is None or not await self._needs_ledger(resources, request):
             if not may_run:
                 raise _GaveUp("its worker ended without an outcome on every allowed delivery")
             return _with_outcome(
@@ -577,6 +564,32 @@ class Worker:
             await self._ledger.abandon(claim, problem)
             raise
         return _with_outcome(answer)
+
+    async def _needs_ledger(self, resources: _LoopResources, request: JSONRPCRequest) -> bool:
+        """Whether running the request twice could do harm (`dmcp_aws.run_once`)."""
+
+        async def list_tools() -> list[Mapping[str, Any]]:
+            tools: list[Mapping[str, Any]] = []
+            cursor = None
+            for page in range(100):
+                params: dict[str, Any] = {"_meta": dict(_LISTING_ENVELOPE)}
+                if cursor is not None:
+                    params["cursor"] = cursor
+                listing = JSONRPCRequest(
+                    jsonrpc="2.0", id=f"dmcp-hints-{page}", method="tools/list", params=params
+                )
+                answer = await serve_request(
+                    self.server, listing, notify=_ignore, lifespan_state=resources.lifespan_state
+                )
+                if not isinstance(answer, JSONRPCResponse):
+                    return tools  # a server without tools: every call goes through the ledger
+                tools += [t for t in answer.result.get("tools", []) if isinstance(t, Mapping)]
+                cursor = answer.result.get("nextCursor")
+                if not cursor:
+                    break
+            return tools
+
+        return await self._hints.needs_ledger(request, list_tools)
 
     async def _serve(
         self,
@@ -824,6 +837,17 @@ def _past_deadline(attributes: Mapping[str, str]) -> bool:
     except ValueError:
         return False
     return 0 < deadline < time.time() * 1000
+
+
+_LISTING_ENVELOPE: Final = {
+    "io.modelcontextprotocol/protocolVersion": LATEST_MODERN_VERSION,
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+"""The envelope of the worker's own `tools/list` (to read the tools' annotations)."""
+
+
+async def _ignore(notification: JSONRPCNotification) -> None:
+    """Where notifications of the worker's own requests go."""
 
 
 def _seconds(milliseconds: float) -> float:
