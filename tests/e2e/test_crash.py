@@ -23,9 +23,10 @@ pytestmark = pytest.mark.anyio
 
 CALLS = 300
 CLIENTS = 6
-IN_FLIGHT = 25
-"""Per client: enough that every call is out within seconds, so that calls the kit leaves to the
-transport's deadline (120 s) all end well inside the test's bounds."""
+IN_FLIGHT = CALLS // CLIENTS
+"""Per client: every call is out within seconds, so that calls the kit leaves to the transport's
+deadline (120 s) all end well inside the call phase (180 s); with fewer, a call queued behind one
+that timed out starts late, and the harness's bound could cut it off before its own deadline."""
 
 
 @pytest.mark.timeout(290)

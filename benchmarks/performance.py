@@ -1,0 +1,446 @@
+"""Performance against the floor, all measured in one run on one moto process (`make bench`).
+
+    .venv/bin/python benchmarks/performance.py [--calls 200] [--rounds 2]
+
+The floor is a bare aioboto3 SNS → SQS → SQS ping-pong (publish to a topic, an echo poller
+receives from the subscribed queue, sends the body to the caller's reply queue and deletes the
+request; the caller long-polls its reply queue): what any MCP-free request/response over these
+services costs. Against it, on the embedded stack (the real Lambda handler behind the event
+source mapping emulation), a `mcp.Client` calls:
+- `echo`, annotated read-only: how the kit is deployed by default (it skips the request ledger);
+- `echo_once`, the same tool not annotated: it runs once, through the ledger (two DynamoDB writes);
+- `echo` on a deployment without a ledger.
+Latency is the median of sequential calls, interleaved so that every variant sees the same
+machine; throughput is calls per second with 10 calls in flight on one client, and with 10
+clients making calls one after another. AWS calls are counted by a hook on botocore's (and
+aiobotocore's) `_make_api_call`, over everything in the process (client, workers, pollers).
+Then: what connecting costs, and the cold import of the Lambda handler. Every figure is a ratio
+to a baseline measured in the same run; the machines are noisy, the absolute numbers are not the
+point. The peer library (asyncmcp) needs `mcp<2` and cannot share this environment; it is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from botocore.config import Config
+from mcp import Client
+
+from dmcp_aws.client import sqs_client_transport
+from dmcp_aws.deployment import Deployment
+from dmcp_aws.local.stack import RunningStack, embedded_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = {
+    "name": "bench",
+    "servers": [{"name": "bench", "handler": "benchmarks.bench_server.handler", "max_concurrency": 5}],
+    "clients": [{"name": "bencher", "principal": "account"}],
+}
+IN_FLIGHT = 10
+CLIENTS = 10
+
+Call = Callable[[], Awaitable[Any]]
+
+
+class AwsCalls:
+    """Counts the AWS API calls this process makes (a hook on `_make_api_call`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def install(self) -> None:
+        from aiobotocore.client import AioBaseClient
+        from botocore.client import BaseClient
+
+        sync_call, async_call = BaseClient._make_api_call, AioBaseClient._make_api_call
+        counter = self
+
+        def counted_sync(client: Any, operation: str, params: Any) -> Any:
+            counter.count += 1
+            return sync_call(client, operation, params)
+
+        async def counted_async(client: Any, operation: str, params: Any) -> Any:
+            counter.count += 1
+            return await async_call(client, operation, params)
+
+        BaseClient._make_api_call = counted_sync  # type: ignore[method-assign]
+        AioBaseClient._make_api_call = counted_async  # type: ignore[method-assign]
+
+
+CALLS = AwsCalls()
+
+
+def note(message: str) -> None:
+    """Progress on stderr (the figures go to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+async def sequential(call: Call, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await call()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+async def in_flight(calls: list[Call], count: int) -> tuple[float, float]:
+    """Calls/s with one lane per entry of `calls` (each lane one call at a time), and AWS calls
+    per call made meanwhile."""
+    remaining = iter(range(count))
+
+    async def lane(call: Call) -> None:
+        for _ in remaining:
+            await call()
+
+    before = CALLS.count
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for call in calls:
+            tg.start_soon(lane, call)
+    elapsed = time.perf_counter() - started
+    return count / elapsed, (CALLS.count - before) / count
+
+
+@dataclass
+class Figures:
+    latencies: list[float] = field(default_factory=list)
+    one_client: list[tuple[float, float]] = field(default_factory=list)
+    many_clients: list[tuple[float, float]] = field(default_factory=list)
+
+    def median_ms(self) -> float:
+        return statistics.median(self.latencies)
+
+    def rate(self, runs: list[tuple[float, float]]) -> float:
+        return statistics.median(r for r, _ in runs)
+
+    def calls_per_call(self) -> float:
+        return statistics.median(c for _, c in self.one_client)
+
+
+@asynccontextmanager
+async def floor(stack: RunningStack, lanes: int) -> AsyncIterator[list[Call]]:
+    """`lanes` callers of a bare SNS → SQS → SQS ping-pong (one reply queue each)."""
+    session = stack.session()
+    pool = Config(max_pool_connections=2 * lanes + 16)  # every long poll holds a connection
+    async with (
+        session.client("sqs", endpoint_url=stack.endpoint_url, config=pool) as sqs,
+        session.client("sns", endpoint_url=stack.endpoint_url, config=pool) as sns,
+    ):
+        topic = (await sns.create_topic(Name="bench-floor"))["TopicArn"]
+        requests = (await sqs.create_queue(QueueName="bench-floor-requests"))["QueueUrl"]
+        arn = (await sqs.get_queue_attributes(QueueUrl=requests, AttributeNames=["QueueArn"]))["Attributes"]
+        await sns.subscribe(
+            TopicArn=topic,
+            Protocol="sqs",
+            Endpoint=arn["QueueArn"],
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        replies = [
+            (await sqs.create_queue(QueueName=f"{stack.reply_prefix}floor-{i}"))["QueueUrl"]
+            for i in range(lanes)
+        ]
+        waiting: dict[str, anyio.Event] = {}
+        counter = iter(range(10**9))
+
+        async def echo_worker() -> None:
+            while True:
+                got = await sqs.receive_message(
+                    QueueUrl=requests,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=20,
+                    MessageAttributeNames=["All"],
+                )
+                for message in got.get("Messages", []):
+                    reply = message["MessageAttributes"]["reply"]["StringValue"]
+                    await sqs.send_message(QueueUrl=reply, MessageBody=message["Body"])
+                    await sqs.delete_message(QueueUrl=requests, ReceiptHandle=message["ReceiptHandle"])
+
+        async def reader(reply: str) -> None:
+            while True:
+                got = await sqs.receive_message(QueueUrl=reply, MaxNumberOfMessages=10, WaitTimeSeconds=20)
+                messages = got.get("Messages", [])
+                if messages:
+                    entries = [
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+                    ]
+                    await sqs.delete_message_batch(QueueUrl=reply, Entries=entries)
+                for message in messages:
+                    if (done := waiting.pop(message["Body"], None)) is not None:
+                        done.set()  # (moto may hand one message to two receivers at once)
+
+        def caller(reply: str) -> Call:
+            async def call() -> None:
+                key = str(next(counter))
+                waiting[key] = done = anyio.Event()
+                attributes = {"reply": {"DataType": "String", "StringValue": reply}}
+                await sns.publish(TopicArn=topic, Message=key, MessageAttributes=attributes)
+                await done.wait()
+
+            return call
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(echo_worker)
+            for reply in replies:
+                tg.start_soon(reader, reply)
+            yield [caller(reply) for reply in replies]
+            tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def dmcp_callers(stack: RunningStack, lanes: int, tool: str) -> AsyncIterator[list[Call]]:
+    """`lanes` connected `mcp.Client`s calling `tool` through the request topic."""
+    async with anyio.create_task_group() as tg, _clients(stack, lanes) as clients:
+
+        def caller(client: Client) -> Call:
+            async def call() -> None:
+                await client.call_tool(tool, {"text": "ping"})
+
+            return call
+
+        yield [caller(client) for client in clients]
+        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _clients(stack: RunningStack, count: int) -> AsyncIterator[list[Client]]:
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as exits:
+        clients = []
+        for _ in range(count):
+            transport = sqs_client_transport(
+                stack.topic_target("bench"),
+                endpoint_url=stack.endpoint_url,
+                reply_prefix=stack.client_connection_prefix(),
+            )
+            clients.append(await exits.enter_async_context(Client(transport)))
+        yield clients
+
+
+async def measure_stack(
+    deployment: Deployment, variants: list[str], calls: int, rounds: int
+) -> dict[str, Figures]:
+    """Figures for the floor and each dMCP variant (a tool name), interleaved, on one stack."""
+    figures = {name: Figures() for name in ["floor", *variants]}
+    note(f"stack {deployment.name} (ledger: {deployment.idempotency}): {', '.join(variants)}")
+    async with embedded_stack(deployment, code_root=ROOT) as stack, floor(stack, CLIENTS) as floor_calls:
+        opened: dict[str, list[Call]] = {"floor": floor_calls}
+        async with _all_callers(stack, variants) as dmcp_calls:
+            opened |= dmcp_calls
+            for lanes in opened.values():  # warm every path
+                await sequential(lanes[0], 10)
+            for _ in range(calls):
+                for name, lanes in opened.items():
+                    figures[name].latencies += await sequential(lanes[0], 1)
+            for _ in range(rounds):
+                for name, lanes in opened.items():
+                    figures[name].one_client.append(await in_flight([lanes[0]] * IN_FLIGHT, calls))
+                    figures[name].many_clients.append(await in_flight(lanes, calls))
+    return figures
+
+
+@asynccontextmanager
+async def _all_callers(stack: RunningStack, variants: list[str]) -> AsyncIterator[dict[str, list[Call]]]:
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as exits:
+        yield {tool: await exits.enter_async_context(dmcp_callers(stack, CLIENTS, tool)) for tool in variants}
+
+
+async def measure_connect(count: int) -> dict[str, tuple[float, float, float]]:
+    """Connecting: (first ms, then median ms, AWS calls of a later one) for a provisioned reply
+    queue and for a per-connection queue; plus a bare ping-pong's median as the baseline."""
+    results: dict[str, tuple[float, float, float]] = {}
+    deployment = Deployment.parse(BENCH)
+    async with embedded_stack(deployment, code_root=ROOT) as stack:
+        provisioned = stack.queue_url(f"{deployment.reply_prefix}bencher")
+        for name, options in (
+            ("provisioned reply queue", {"reply_queue_url": provisioned}),
+            ("per-connection queue", {"reply_prefix": stack.client_connection_prefix()}),
+        ):
+            times, calls = [], []
+            for _ in range(count):
+                transport = sqs_client_transport(
+                    stack.topic_target("bench"), endpoint_url=stack.endpoint_url, **options
+                )
+                before, started = CALLS.count, time.perf_counter()
+                async with Client(transport):
+                    times.append((time.perf_counter() - started) * 1000)
+                    calls.append(CALLS.count - before)
+            results[name] = (times[0], statistics.median(times[1:]), statistics.median(calls[1:]))
+        async with floor(stack, 1) as floor_calls:
+            await sequential(floor_calls[0], 10)
+            results["baseline"] = (0.0, statistics.median(await sequential(floor_calls[0], count)), 0.0)
+    return results
+
+
+IMPORT_TIMER = (
+    "import time; started = time.perf_counter(); {statement}; print((time.perf_counter() - started) * 1000)"
+)
+
+
+def cold_import_ms(statement: str, runs: int, lambda_env: bool) -> float:
+    """Median wall time of `statement` in a fresh interpreter (the Lambda environment set or not)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if lambda_env:
+        env |= {
+            "AWS_LAMBDA_FUNCTION_NAME": "dmcp-example",
+            "DMCP_REPLY_PREFIX": "dmcp-reply-",
+            "DMCP_IDEMPOTENCY_TABLE": "dmcp-idempotency",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    times = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", IMPORT_TIMER.format(statement=statement)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        times.append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def goal_line(label: str, value: str, ratio: float, goal: str, met: bool) -> str:
+    return f"{label:<48} {value:>18} {ratio:6.2f}x   goal {goal:<9} {'met' if met else 'NOT met'}"
+
+
+def table(figures: dict[str, Figures], no_ledger: dict[str, Figures]) -> list[str]:
+    """The issue's table: each row's figures and their ratio to its stack's floor."""
+    base = figures["floor"]
+    rows = [
+        ("floor (SNS→SQS→SQS)", base, base),
+        ("dMCP as deployed (echo, read-only)", figures["echo"], base),
+        ("dMCP, a run-once tool (echo_once)", figures["echo_once"], base),
+        ("dMCP, no ledger deployed (echo)", no_ledger["echo"], no_ledger["floor"]),
+    ]
+    lines = [
+        f"{'':<36}{'median RTT':>17}{'calls/s, 10 in flight':>22}{'calls/s, 10 clients':>22}{'AWS calls':>11}"
+    ]
+    for label, row, floor_row in rows:
+        one, floor_one = row.rate(row.one_client), floor_row.rate(floor_row.one_client)
+        many, floor_many = row.rate(row.many_clients), floor_row.rate(floor_row.many_clients)
+        lines.append(
+            f"{label:<36}{row.median_ms():7.1f} ms {row.median_ms() / floor_row.median_ms():5.2f}x"
+            f"{one:12.1f} {one / floor_one:5.2f}x{many:14.1f} {many / floor_many:5.2f}x"
+            f"{row.calls_per_call():9.2f}"
+        )
+    return lines
+
+
+def goals(
+    figures: dict[str, Figures], connect: dict[str, tuple[float, float, float]], imports: dict[str, float]
+) -> list[str]:
+    """One line per goal of issue 12: the figure, its ratio and whether the goal is met."""
+    base, echo = figures["floor"], figures["echo"]
+    rtt, floor_rtt = echo.median_ms(), base.median_ms()
+    one, floor_one = echo.rate(echo.one_client), base.rate(base.one_client)
+    many, floor_many = echo.rate(echo.many_clients), base.rate(base.many_clients)
+    per_call, floor_per_call = echo.calls_per_call(), base.calls_per_call()
+    lines = [
+        goal_line(
+            "tools/call median RTT, as deployed",
+            f"{rtt:.1f} ms",
+            rtt / floor_rtt,
+            "<= 1.10x",
+            rtt <= 1.1 * floor_rtt,
+        ),
+        goal_line(
+            "calls/s, 10 in flight on one client",
+            f"{one:.1f}/s",
+            one / floor_one,
+            ">= 1.0x",
+            one >= floor_one,
+        ),
+        goal_line(
+            "calls/s, 10 clients", f"{many:.1f}/s", many / floor_many, ">= 0.9x", many >= 0.9 * floor_many
+        ),
+        goal_line(
+            "AWS calls per call, 10 in flight",
+            f"{per_call:.2f}",
+            per_call / floor_per_call,
+            "<= 3.0",
+            per_call <= 3.0,
+        ),
+    ]
+    baseline_ms = connect["baseline"][1]
+    for name in ("provisioned reply queue", "per-connection queue"):
+        first, later, aws = connect[name]
+        allowed = 2 if name.startswith("provisioned") else 3
+        lines.append(
+            goal_line(
+                f"connect, {name} (first {first:.0f} ms)",
+                f"{later:.1f} ms, {aws:.0f} calls",
+                later / baseline_ms,
+                f"<= 30 ms, <= {allowed} calls",
+                later <= 30 and aws <= allowed,
+            )
+        )
+    bare = imports["bare"]
+    for name in ("handler", "handler, Lambda environment"):
+        lines.append(
+            goal_line(
+                f"cold import: {name}",
+                f"{imports[name]:.0f} ms",
+                imports[name] / bare,
+                "<= 1.15x",
+                imports[name] <= 1.15 * bare,
+            )
+        )
+    return lines
+
+
+async def main(calls: int, rounds: int) -> None:
+    CALLS.install()
+    deployed = Deployment.parse(BENCH)
+    figures = await measure_stack(deployed, ["echo", "echo_once"], calls, rounds)
+    no_ledger = await measure_stack(
+        deployed.model_copy(update={"idempotency": False}), ["echo"], calls, rounds
+    )
+    note("connecting")
+    connect = await measure_connect(11)
+    note("cold imports")
+    imports = {
+        "bare": cold_import_ms(
+            "import boto3; from mcp.server.mcpserver import MCPServer", 7, lambda_env=False
+        ),
+        "handler": cold_import_ms("import functions.example.handler", 7, lambda_env=False),
+        "handler, Lambda environment": cold_import_ms("import functions.example.handler", 7, lambda_env=True),
+    }
+    print(
+        f"{calls} sequential calls per variant (interleaved); {calls} calls {IN_FLIGHT} in flight on one"
+        " client"
+    )
+    print(
+        f"and over {CLIENTS} clients, {rounds} rounds; every ratio is to the floor measured on the same stack"
+    )
+    print("\n".join(table(figures, no_ledger)))
+    print()
+    print("goals (issue 12); connect is against a bare ping-pong's round trip; imports against a bare")
+    print("`import boto3; from mcp.server.mcpserver import MCPServer`")
+    print("\n".join(goals(figures, connect, imports)))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    arguments = parser.parse_args()
+    anyio.run(main, arguments.calls, arguments.rounds)
