@@ -1,0 +1,126 @@
+"""The Tasks extension end to end on the embedded stack: real clients, real workers, moto.
+
+Every message a task client receives is checked against the spec's shapes (`dmcp_aws.tasks.model`,
+strict) and against the SDK's `mcp_types` models for what they share (see `assert_valid`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCResponse,
+    TextContent,
+)
+from mcp_types import Task as SdkTask
+
+from dmcp_aws.client import sqs_client_transport
+from dmcp_aws.local.stack import RunningStack
+from dmcp_aws.tasks.client import TaskClient, result_of
+from dmcp_aws.tasks.model import (
+    TASK_STATUS_NOTIFICATION,
+    TASKS_EXTENSION,
+    CreateTaskResult,
+    DetailedTask,
+    EmptyTaskResult,
+    GetTaskResult,
+    Task,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def assert_valid(message: JSONRPCMessage) -> None:
+    """A task message is valid: the spec's 2026-07-28 shape, and the SDK's models for the parts
+    it defines (the 2025-11-25 `Task` under its field names, `CallToolResult`, `ErrorData`)."""
+    if isinstance(message, JSONRPCError):
+        ErrorData.model_validate(message.error.model_dump(by_alias=True))
+        return
+    if isinstance(message, JSONRPCNotification):
+        assert message.method == TASK_STATUS_NOTIFICATION, message.method
+        body = dict(message.params or {})
+        task: Task = DetailedTask.model_validate(body)
+    else:
+        assert isinstance(message, JSONRPCResponse)
+        body = dict(message.result)
+        kind = body.get("resultType")
+        if kind == "task":
+            task = CreateTaskResult.model_validate(body)
+        elif "taskId" in body:
+            task = GetTaskResult.model_validate(body)
+        elif kind == "complete" and set(body) <= {"resultType", "_meta"}:
+            EmptyTaskResult.model_validate(body)
+            return
+        else:
+            CallToolResult.model_validate(body)  # a plain answer
+            return
+    assert "ttlMs" in body, "ttlMs is required (null for unlimited)"
+    old_names = {"ttlMs": "ttl", "pollIntervalMs": "pollInterval"}
+    SdkTask.model_validate({old_names.get(k, k): v for k, v in body.items() if k not in ("result", "error")})
+    if isinstance(task, DetailedTask) and task.result is not None:
+        CallToolResult.model_validate(task.result)
+    if isinstance(task, DetailedTask) and task.error is not None:
+        ErrorData.model_validate(task.error)
+
+
+@asynccontextmanager
+async def task_client(stack: RunningStack, *, prefix: str | None = None) -> AsyncIterator[TaskClient]:
+    """A task client on a new connection (its own reply queue) of the provisioned client `laptop`,
+    or under `prefix`; every message it receives is validated."""
+    options = stack.client_options()
+    if prefix is not None:
+        options["reply_prefix"] = prefix
+    async with TaskClient.connect(
+        stack.topic_target("example"), trace=assert_valid, wait_time_seconds=2, request_timeout=30, **options
+    ) as client:
+        yield client
+
+
+async def test_a_task_is_answered_at_once_and_its_result_read_by_another_connection(stack: RunningStack) -> None:
+    async with task_client(stack) as creator:
+        started = time.monotonic()
+        created = await creator.call_tool("slow_report", {"topic": "q3", "seconds": 5})
+        accepted_s = time.monotonic() - started
+        assert isinstance(created, CreateTaskResult)
+        assert created.status == "working" and created.poll_interval_ms and created.ttl_ms
+        assert accepted_s < 1.0, f"the task took {accepted_s:.2f} s to be accepted"
+        # While its runner works, any other worker answers tasks/get at once from the store.
+        await anyio.sleep(2.5)
+        asked = time.monotonic()
+        running = await creator.get(created.task_id)
+        assert time.monotonic() - asked < 1.0
+        assert running.status == "working"
+        assert running.status_message and "section" in running.status_message
+
+    async with task_client(stack) as other:  # a new connection with a new reply queue
+        done = await other.wait(created.task_id, timeout=30)
+        readable_s = time.monotonic() - started
+    assert done.status == "completed", done
+    result = result_of(done)
+    assert isinstance(result.content[0], TextContent)
+    assert result.content[0].text.endswith("on q3: 10 sections")
+    assert 5.0 <= readable_s < 9.0, f"result readable after {readable_s:.2f} s"
+
+
+async def test_the_creator_hears_of_the_end_by_notification(stack: RunningStack) -> None:
+    async with task_client(stack) as client:
+        created = await client.call_tool("slow_report", {"topic": "n", "seconds": 1})
+        assert isinstance(created, CreateTaskResult)
+        done = await client.wait(created.task_id, timeout=30)
+        assert done.status == "completed"
+        with anyio.fail_after(10):
+            while client.notifications_received == 0:
+                await anyio.sleep(0.1)
