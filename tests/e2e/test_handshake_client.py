@@ -28,7 +28,8 @@ async def test_initialize_then_every_feature(stack: RunningStack) -> None:
         assert init.capabilities.tools is not None and init.capabilities.prompts is not None
 
         tools = await session.list_tools()
-        assert {t.name for t in tools.tools} == {"echo", "add", "divide", "take_ticket", "count_slowly"}
+        names = {t.name for t in tools.tools}
+        assert names == {"echo", "add", "divide", "take_ticket", "count_slowly", "slow_report"}
         added = await session.call_tool("add", {"a": 1.5, "b": 2})
         assert added.structured_content == {"a": 1.5, "b": 2.0, "sum": 3.5}
         counted = await session.call_tool("count_slowly", {"steps": 3}, progress_callback=on_progress)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import pytest
@@ -89,7 +88,9 @@ async def task_client(stack: RunningStack, *, prefix: str | None = None) -> Asyn
         yield client
 
 
-async def test_a_task_is_answered_at_once_and_its_result_read_by_another_connection(stack: RunningStack) -> None:
+async def test_a_task_is_answered_at_once_and_its_result_read_by_another_connection(
+    stack: RunningStack,
+) -> None:
     async with task_client(stack) as creator:
         started = time.monotonic()
         created = await creator.call_tool("slow_report", {"topic": "q3", "seconds": 5})
@@ -124,3 +125,102 @@ async def test_the_creator_hears_of_the_end_by_notification(stack: RunningStack)
         with anyio.fail_after(10):
             while client.notifications_received == 0:
                 await anyio.sleep(0.1)
+
+
+async def test_cancelled_while_running_the_tool_sees_it_and_the_task_ends_cancelled(
+    stack: RunningStack,
+) -> None:
+    from functions.example.server import stopped_tasks
+
+    async with task_client(stack) as client:
+        created = await client.call_tool("slow_report", {"topic": "c", "seconds": 6})
+        assert isinstance(created, CreateTaskResult)
+        with anyio.fail_after(10):
+            while "section" not in ((await client.get(created.task_id)).status_message or ""):
+                await anyio.sleep(0.3)
+        await client.cancel(created.task_id)
+        done = await client.wait(created.task_id, timeout=20)
+        assert done.status == "cancelled"
+        with anyio.fail_after(10):  # the tool saw it at its next section and stopped
+            while created.task_id not in stopped_tasks:
+                await anyio.sleep(0.2)
+        assert (await client.get(created.task_id)).status == "cancelled"
+        with pytest.raises(MCPError):
+            result_of(done)
+
+
+async def test_unknown_and_foreign_task_ids_get_the_not_found_error(stack: RunningStack) -> None:
+    async with task_client(stack) as owner:
+        created = await owner.call_tool("slow_report", {"topic": "mine", "seconds": 2})
+        assert isinstance(created, CreateTaskResult)
+    foreign = stack.deployment.connection_queue_prefix + "intruder_"  # another client's identity
+    async with task_client(stack, prefix=foreign) as intruder:
+        for method in (intruder.get, intruder.cancel):
+            with pytest.raises(MCPError) as raised:
+                await method(created.task_id)
+            assert raised.value.code == INVALID_PARAMS and "not found" in raised.value.message
+        with pytest.raises(MCPError) as raised:
+            await intruder.get("no-such-task")
+        assert raised.value.code == INVALID_PARAMS and "not found" in raised.value.message
+    async with task_client(stack) as owner_again:  # the intruder's cancel changed nothing
+        assert (await owner_again.wait(created.task_id, timeout=20)).status == "completed"
+
+
+async def test_an_expired_task_gets_the_expired_error(stack: RunningStack) -> None:
+    async with task_client(stack) as client:
+        created = await client.call_tool("slow_report", {"topic": "old", "seconds": 0})
+        assert isinstance(created, CreateTaskResult) and created.ttl_ms is not None
+        await client.wait(created.task_id, timeout=20)
+        table = stack.topology.tasks_table
+        assert table is not None
+        async with stack.session().client("dynamodb", endpoint_url=stack.endpoint_url) as dynamodb:
+            ttl = await dynamodb.describe_time_to_live(TableName=table)
+            assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiresAt"
+            # Time passes: the task was created longer ago than its time to live.
+            created_ms = int(time.time() * 1000) - created.ttl_ms - 1
+            await dynamodb.update_item(
+                TableName=table,
+                Key={"id": {"S": created.task_id}},
+                UpdateExpression="SET createdMs = :c",
+                ExpressionAttributeValues={":c": {"N": str(created_ms)}},
+            )
+        with pytest.raises(MCPError) as raised:
+            await client.get(created.task_id)
+        assert raised.value.code == INVALID_PARAMS and "expired" in raised.value.message
+
+
+async def test_a_client_without_the_extension_gets_a_plain_answer(stack: RunningStack) -> None:
+    transport = sqs_client_transport(stack.topic_target("example"), **stack.client_options())
+    async with Client(transport, read_timeout_seconds=30) as client:
+        assert TASKS_EXTENSION in (client.server_capabilities.extensions or {})  # server/discover
+        result = await client.call_tool("slow_report", {"topic": "plain", "seconds": 0.2})
+    assert not result.is_error
+    assert isinstance(result.content[0], TextContent)
+    assert result.content[0].text.endswith("on plain: 10 sections")
+
+
+async def test_fifty_concurrent_tasks_from_five_clients(stack: RunningStack) -> None:
+    results: dict[str, str] = {}
+
+    async def one_client(number: int) -> None:
+        async with task_client(stack) as client:
+
+            async def one_task(index: int) -> None:
+                topic = f"t{number}-{index}"
+                result = await client.run_tool("slow_report", {"topic": topic, "seconds": 0.5}, timeout=90)
+                assert isinstance(result.content[0], TextContent)
+                results[topic] = result.content[0].text
+
+            async with anyio.create_task_group() as tg:
+                for index in range(10):
+                    tg.start_soon(one_task, index)
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            for number in range(5):
+                tg.start_soon(one_client, number)
+    assert len(results) == 50
+    for topic, text in results.items():
+        assert text.endswith(f"on {topic}: 10 sections"), text
+    numbers = {text.split()[1] for text in results.values()}
+    assert len(numbers) == 50, "every task took its own ticket, once"
