@@ -6,9 +6,13 @@ strict) and against the SDK's `mcp_types` models for what they share (see `asser
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 import anyio
 import pytest
@@ -26,7 +30,8 @@ from mcp_types import (
 )
 from mcp_types import Task as SdkTask
 
-from dmcp_aws.client import sqs_client_transport
+from dmcp_aws.client import QueueTarget, sqs_client_transport
+from dmcp_aws.local.lambda_event import lambda_record
 from dmcp_aws.local.stack import RunningStack
 from dmcp_aws.tasks.client import TaskClient, result_of
 from dmcp_aws.tasks.model import (
@@ -38,6 +43,8 @@ from dmcp_aws.tasks.model import (
     GetTaskResult,
     Task,
 )
+from dmcp_aws.tasks.runner import TASK_ATTRIBUTE
+from dmcp_aws.worker import Worker, WorkerSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -224,3 +231,148 @@ async def test_fifty_concurrent_tasks_from_five_clients(stack: RunningStack) -> 
         assert text.endswith(f"on {topic}: 10 sections"), text
     numbers = {text.split()[1] for text in results.values()}
     assert len(numbers) == 50, "every task took its own ticket, once"
+
+
+class ManualQueue:
+    """A request queue of the example server that the test serves itself, one message at a time,
+    with `Worker`s it chooses (each is a separate execution environment)."""
+
+    def __init__(self, stack: RunningStack, sqs: Any, url: str, arn: str) -> None:
+        self.stack, self.sqs, self.url, self.arn = stack, sqs, url, arn
+
+    async def serve(self, worker: Worker, *, runs_task: bool) -> None:
+        """Serve the next message that is (or is not) a task-run message with `worker`."""
+        with anyio.fail_after(20):
+            while True:
+                response = await self.sqs.receive_message(
+                    QueueUrl=self.url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=1,
+                    MessageAttributeNames=["All"],
+                    AttributeNames=["All"],
+                )
+                chosen = None
+                for message in response.get("Messages", []):
+                    is_run = TASK_ATTRIBUTE in message.get("MessageAttributes", {})
+                    if chosen is None and is_run == runs_task:
+                        chosen = message
+                    else:  # not now: back to the queue at once
+                        await self.sqs.change_message_visibility(
+                            QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                        )
+                if chosen is not None:
+                    break
+        await worker.handle_record(lambda_record(chosen, self.arn, self.stack.region))
+        await self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=chosen["ReceiptHandle"])
+
+
+@pytest.fixture
+async def manual(stack: RunningStack, sqs: Any) -> AsyncIterator[ManualQueue]:
+    name = f"dmcp-manual-{secrets.token_hex(4)}"
+    dlq = (await sqs.create_queue(QueueName=f"{name}-dlq"))["QueueUrl"]
+    dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))["Attributes"][
+        "QueueArn"
+    ]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 6})
+    url = (await sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive}))["QueueUrl"]
+    arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
+        "QueueArn"
+    ]
+    try:
+        yield ManualQueue(stack, sqs, url, arn)
+    finally:
+        await sqs.delete_queue(QueueUrl=url)
+        await sqs.delete_queue(QueueUrl=dlq)
+
+
+def _worker() -> Worker:
+    from functions.example.server import mcp
+
+    return Worker(mcp, WorkerSettings.from_env())
+
+
+@asynccontextmanager
+async def manual_client(stack: RunningStack, manual: ManualQueue) -> AsyncIterator[TaskClient]:
+    target = QueueTarget(queue_url=manual.url, server="example")
+    async with TaskClient.connect(
+        target, trace=assert_valid, wait_time_seconds=1, request_timeout=30, **stack.client_options()
+    ) as client:
+        yield client
+
+
+async def ask(client: TaskClient, manual: ManualQueue, worker: Worker, task_id: str) -> str:
+    """The task's status, from a `tasks/get` that `worker` answers."""
+    async with anyio.create_task_group() as tg:
+        seen: list[str] = []
+
+        async def get() -> None:
+            seen.append((await client.get(task_id)).status)
+
+        tg.start_soon(get)
+        await manual.serve(worker, runs_task=False)
+    return seen[0]
+
+
+async def _task_item(stack: RunningStack, task_id: str) -> dict[str, Any]:
+    async with stack.session().client("dynamodb", endpoint_url=stack.endpoint_url) as dynamodb:
+        item = await dynamodb.get_item(TableName=stack.topology.tasks_table, Key={"id": {"S": task_id}})
+    return dict(item["Item"])
+
+
+async def test_a_task_cancelled_before_it_starts_never_runs(stack: RunningStack, manual: ManualQueue) -> None:
+    from functions.example.server import stopped_tasks
+
+    accepting, running = _worker(), _worker()
+    async with manual_client(stack, manual) as client, anyio.create_task_group() as tg:
+        created: list[Any] = []
+
+        async def call() -> None:
+            created.append(await client.call_tool("slow_report", {"topic": "never", "seconds": 1}))
+
+        tg.start_soon(call)
+        await manual.serve(accepting, runs_task=False)  # the tools/call: answered with a task
+        with anyio.fail_after(10):
+            while not created:
+                await anyio.sleep(0.05)
+        task = created[0]
+        assert isinstance(task, CreateTaskResult)
+        tg.start_soon(client.cancel, task.task_id)
+        await manual.serve(accepting, runs_task=False)  # the tasks/cancel
+        await manual.serve(running, runs_task=True)  # the task's work: cancelled, so not run
+        with anyio.fail_after(10):  # the runner told the creator
+            while client.notifications_received == 0:
+                await anyio.sleep(0.05)
+        assert await ask(client, manual, running, task.task_id) == "cancelled"
+    for worker in (accepting, running):
+        await worker.aclose()
+    item = await _task_item(stack, task.task_id)
+    assert item["runs"]["N"] == "0", "the tool never ran"
+    assert task.task_id not in stopped_tasks
+
+
+async def test_tasks_get_is_answered_by_workers_that_do_not_run_the_task(
+    stack: RunningStack, manual: ManualQueue
+) -> None:
+    accepting, running, other = _worker(), _worker(), _worker()
+    async with manual_client(stack, manual) as client, anyio.create_task_group() as tg:
+        created: list[Any] = []
+
+        async def call() -> None:
+            created.append(await client.call_tool("slow_report", {"topic": "elsewhere", "seconds": 3}))
+
+        tg.start_soon(call)
+        await manual.serve(accepting, runs_task=False)
+        with anyio.fail_after(10):
+            while not created:
+                await anyio.sleep(0.05)
+        task_id = created[0].task_id
+        tg.start_soon(partial(manual.serve, running, runs_task=True))  # runs for 3 s
+        await anyio.sleep(0.5)
+        assert await ask(client, manual, other, task_id) == "working"
+        assert await ask(client, manual, accepting, task_id) == "working"
+        with anyio.fail_after(10):
+            while (await _task_item(stack, task_id))["status"]["S"] == "working":
+                await anyio.sleep(0.2)
+        assert await ask(client, manual, other, task_id) == "completed"
+    for worker in (accepting, running, other):
+        await worker.aclose()
