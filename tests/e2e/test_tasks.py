@@ -376,3 +376,49 @@ async def test_tasks_get_is_answered_by_workers_that_do_not_run_the_task(
         assert await ask(client, manual, other, task_id) == "completed"
     for worker in (accepting, running, other):
         await worker.aclose()
+
+
+async def test_dynamodb_calls_per_task(stack: RunningStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts every DynamoDB call on the task table (and the request ledger) for one 5 s task
+    polled by its creator; the figures are in docs/tasks.md."""
+    from aiobotocore.client import AioBaseClient
+    from botocore.client import BaseClient
+
+    calls: list[tuple[str, str]] = []
+
+    def note(client: Any, operation: str, params: dict[str, Any]) -> None:
+        if client.meta.service_model.service_name == "dynamodb":
+            key = (params.get("Key") or params.get("Item") or {}).get("id", {}).get("S", "")
+            # The request ledger's own entries (powertools), not the example's tickets in its table.
+            table = str(params.get("TableName"))
+            if table != stack.topology.idempotency_table or key.startswith("dmcp#"):
+                calls.append((operation, table))
+
+    original_async, original_sync = AioBaseClient._make_api_call, BaseClient._make_api_call
+
+    async def counting_async(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        note(self, operation, params)
+        return await original_async(self, operation, params)
+
+    def counting_sync(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        note(self, operation, params)
+        return original_sync(self, operation, params)
+
+    monkeypatch.setattr(AioBaseClient, "_make_api_call", counting_async)
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting_sync)
+    async with task_client(stack) as client:
+        started = time.monotonic()
+        created = await client.call_tool("slow_report", {"topic": "count", "seconds": 5})
+        assert isinstance(created, CreateTaskResult)
+        done = await client.wait(created.task_id, timeout=30)
+        readable_s = time.monotonic() - started
+    assert done.status == "completed"
+    table = stack.topology.tasks_table
+    writes = [op for op, name in calls if name == table and op in ("PutItem", "UpdateItem")]
+    reads = [op for op, name in calls if name == table and op == "GetItem"]
+    ledger = [op for op, name in calls if name == stack.topology.idempotency_table]
+    print(f"\ntask readable after {readable_s:.2f} s; task table: {len(writes)} writes, {len(reads)} reads")
+    assert writes.count("PutItem") == 1  # created once
+    assert len(writes) <= 6, writes  # create, claim, a renewal per 2 s, finish
+    assert len(reads) <= 12, reads  # the runner's check, then one per poll (1 s)
+    assert not ledger, "neither accepting nor polling a task goes through the request ledger"
