@@ -1,5 +1,6 @@
 """A task whose container worker is SIGKILLed mid-run completes after redelivery, its side effect
-(a ticket, kept under the task's idempotency key) taken once.
+(a ticket, kept under the task's idempotency key) taken once; it runs longer than the server's
+function timeout, as a container worker allows (`container_timeout_s`).
 
 The worker is `dmcp worker` (a process, as in a container) for a deployment of its own
 ("taskcrash") in the session's moto server.
@@ -26,7 +27,8 @@ from .second_deployment import provision_deployment, start_worker
 pytestmark = pytest.mark.anyio
 CRASH = {
     "name": "taskcrash",
-    "servers": [{"name": "example", "timeout_s": 60, "max_concurrency": 2}],
+    # A function timeout of 5 s, but 2 min in a container: the 8 s task outlives a Lambda's limit.
+    "servers": [{"name": "example", "timeout_s": 5, "container_timeout_s": 120, "max_concurrency": 2}],
     "clients": [{"name": "laptop", "principal": "account"}],
 }
 

@@ -100,6 +100,9 @@ class ServerSpec(_Strict):
     """Environment variables of `command`'s process, over the worker's own."""
     memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
     timeout_s: Annotated[int, Field(ge=1, le=900)] = 30
+    container_timeout_s: Annotated[int | None, Field(ge=1, le=24 * 3600)] = None
+    """The invocation timeout when a container worker (`dmcp worker`) serves this server, where it
+    should exceed Lambda's 900 s: tasks (`dmcp_aws.tasks`) longer than a function may run."""
     batch_size: Annotated[int, Field(ge=1, le=100)] = 10
     batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
     max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 5
