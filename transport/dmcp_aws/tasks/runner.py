@@ -143,7 +143,8 @@ class TaskWorker:
         lowlevel.extensions.setdefault(TASKS_EXTENSION, {})  # advertised by `server/discover`
         self._session = session
         self._support: dict[str, TaskSupport] | None = None
-        self._stores: dict[int, tuple[TaskStore, AsyncExitStack]] = {}
+        self._stores: dict[asyncio.AbstractEventLoop, tuple[TaskStore, AsyncExitStack]] = {}
+        """A DynamoDB client per event loop (local pollers run one handler on several threads)."""
 
     @classmethod
     def from_env(
@@ -173,16 +174,16 @@ class TaskWorker:
         store = await self._store()
         task_id = attributes.get(TASK_ATTRIBUTE)
         if task_id is not None:
-            await self._run(store, task_id, request, attributes, port)
-            return None
+            return await self._run(store, task_id, request, attributes, port)
         if request.method in TASK_METHODS:
             return await self._answer_task_method(store, request, port)
         return await self._accept(store, request, attributes, port)
 
     async def aclose(self) -> None:
-        for _, stack in self._stores.values():
-            await stack.aclose()
-        self._stores.clear()
+        """Close the DynamoDB client held for the running event loop."""
+        opened = self._stores.pop(asyncio.get_running_loop(), None)
+        if opened is not None:
+            await opened[1].aclose()
 
     async def _tool_support(self, name: object) -> TaskSupport | None:
         if self._mcp is None or not isinstance(name, str):
@@ -194,7 +195,9 @@ class TaskWorker:
 
     async def _store(self) -> TaskStore:
         """The store on a DynamoDB client of the running event loop (opened once per loop)."""
-        key = id(asyncio.get_running_loop())
+        key = asyncio.get_running_loop()
+        for stale in [loop for loop in self._stores if loop.is_closed()]:
+            del self._stores[stale]
         if key not in self._stores:
             stack = AsyncExitStack()
             client = await stack.enter_async_context(
@@ -267,24 +270,28 @@ class TaskWorker:
         request: JSONRPCRequest,
         attributes: Mapping[str, str],
         port: TaskPort,
-    ) -> None:
-        """Run a task's work once, or see that it needs no running."""
+    ) -> JSONRPCError | None:
+        """Run a task's work once, or see that it needs no running; an error for the sender of a
+        task-run message that matches no task (None otherwise: nobody waits for task work)."""
         record = await store.get(task_id)
         owner = owner_of(port.reply_queue, port.reply_prefix)
         if record is None or record.request_digest != port.digest or record.owner != owner:
-            logger.warning("dropped a task-run message that matches no task (task %s…)", task_id[:8])
-            return
+            logger.warning("a task-run message matches no task (task %s…)", task_id[:8])
+            message = f"message attribute {TASK_ATTRIBUTE} names no task of this request"
+            return JSONRPCError(
+                jsonrpc="2.0", id=request.id, error=ErrorData(code=INVALID_PARAMS, message=message)
+            )
         if record.terminal:
             await _notify(port, record)  # cancelled before it started: it never runs
-            return
+            return None
         if not port.may_run:
             message = f"the task's worker ended without an outcome on {port.delivery - 1} deliveries"
             await self._fail(store, record, port, message)
-            return
+            return None
         try:
             claimed = await store.claim(task_id, _now_ms(), LEASE_MS)
         except TaskGone:
-            return
+            return None
         except TaskBusy as busy:
             hidden_s = max(1, (busy.lease_until_ms - _now_ms()) // 1000 + 1)
             await _hide(port, hidden_s)
@@ -304,6 +311,7 @@ class TaskWorker:
         if current is not None:
             logger.info("task %s… is %s", task_id[:8], current.status)
             await _notify(port, current)
+        return None
 
     async def _execute(
         self,
@@ -332,9 +340,13 @@ class TaskWorker:
             while True:
                 await anyio.sleep(HEARTBEAT_S)
                 latest = progress[-1] if progress else None
-                alive = await store.renew(
-                    record.task_id, _now_ms(), LEASE_MS, latest if latest != written else None
-                )
+                try:
+                    alive = await store.renew(
+                        record.task_id, _now_ms(), LEASE_MS, latest if latest != written else None
+                    )
+                except Exception as exc:  # the next beat tries again; the lease lasts 4 beats
+                    logger.warning("could not renew task %s…: %s", record.task_id[:8], exc)
+                    continue
                 written = latest
                 await _hide(port, int(LEASE_MS / 1000) + 2)
                 if not alive:
