@@ -46,6 +46,16 @@ from dmcp_aws.tasks.model import (
 from dmcp_aws.tasks.runner import TASK_ATTRIBUTE
 from dmcp_aws.worker import Worker, WorkerSettings
 
+from .raw import (
+    example_queues,
+    make_reply_queue,
+    new_conn,
+    receive_matching,
+    request_attributes,
+    send,
+    tool_call,
+)
+
 pytestmark = pytest.mark.anyio
 
 
@@ -422,3 +432,21 @@ async def test_dynamodb_calls_per_task(stack: RunningStack, monkeypatch: pytest.
     assert len(writes) <= 6, writes  # create, claim, a renewal per 2 s, finish
     assert len(reads) <= 12, reads  # the runner's check, then one per poll (1 s)
     assert not ledger, "neither accepting nor polling a task goes through the request ledger"
+
+
+async def test_a_forged_task_attribute_is_answered_with_an_error(stack: RunningStack, sqs: Any) -> None:
+    """A client cannot make a worker run, or reveal, a task by naming it on a message of its own."""
+    async with task_client(stack) as owner:
+        created = await owner.call_tool("slow_report", {"topic": "real", "seconds": 0})
+        assert isinstance(created, CreateTaskResult)
+        await owner.wait(created.task_id, timeout=20)
+    reply_to, conn = await make_reply_queue(sqs, stack), new_conn()
+    try:
+        attributes = request_attributes(stack, reply_to, conn, dmcp_task=created.task_id)
+        await send(sqs, example_queues(stack)[0], tool_call(7, tool="slow_report"), attributes)
+        ((body, _),) = await receive_matching(sqs, reply_to, conn)
+    finally:
+        await sqs.delete_queue(QueueUrl=reply_to)
+    answer = json.loads(body)
+    assert answer["id"] == 7 and answer["error"]["code"] == INVALID_PARAMS, answer
+    assert "names no task" in answer["error"]["message"]
