@@ -20,6 +20,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
     CallToolResult,
     ErrorData,
     JSONRPCError,
@@ -450,3 +451,54 @@ async def test_a_forged_task_attribute_is_answered_with_an_error(stack: RunningS
     answer = json.loads(body)
     assert answer["id"] == 7 and answer["error"]["code"] == INVALID_PARAMS, answer
     assert "names no task" in answer["error"]["message"]
+
+
+async def test_a_tool_that_only_runs_as_a_task_refuses_a_client_without_the_extension(
+    stack: RunningStack, manual: ManualQueue
+) -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    from dmcp_aws.tasks import task_tool
+
+    server = MCPServer("example")
+
+    @server.tool(meta=task_tool("required"))
+    def batch_job(size: int) -> str:
+        """Runs only as a task."""
+        return f"processed {size}"
+
+    worker = Worker(server, WorkerSettings.from_env())
+    target = QueueTarget(queue_url=manual.url, server="example")
+    async with (
+        Client(sqs_client_transport(target, **stack.client_options()), mode="2026-07-28") as plain,
+        anyio.create_task_group() as tg,
+    ):
+        refused: list[BaseException] = []
+
+        async def call_plainly() -> None:
+            try:
+                await plain.call_tool("batch_job", {"size": 3})
+            except MCPError as exc:
+                refused.append(exc)
+
+        tg.start_soon(call_plainly)
+        await manual.serve(worker, runs_task=False)
+    (error,) = refused
+    assert isinstance(error, MCPError) and error.code == MISSING_REQUIRED_CLIENT_CAPABILITY
+    assert error.data == {"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}}
+
+    async with manual_client(stack, manual) as client, anyio.create_task_group() as tg:
+        created: list[Any] = []
+
+        async def call_as_task() -> None:
+            created.append(await client.call_tool("batch_job", {"size": 3}))
+
+        tg.start_soon(call_as_task)
+        await manual.serve(worker, runs_task=False)
+        await manual.serve(worker, runs_task=True)
+        with anyio.fail_after(10):
+            while not created:
+                await anyio.sleep(0.05)
+        assert isinstance(created[0], CreateTaskResult)
+        assert await ask(client, manual, worker, created[0].task_id) == "completed"
+    await worker.aclose()
