@@ -38,6 +38,10 @@ def test_no_wait_prints_the_task_id_and_another_process_waits_for_the_result(dev
     assert waited.returncode == 0, waited.stderr
     assert waited.stdout.strip().endswith("on shells: 10 sections"), waited.stdout
     assert f"task {task_id[:12]}… working" in waited.stderr or "completed" in waited.stderr, waited.stderr
+    log = dev.log.read_text()  # `dmcp dev` printed a line for each: created, run, asked
+    for line in ("tools/call slow_report → example TaskCreated", "task work slow_report → example TaskRun"):
+        assert line in log, log
+    assert f"tasks/get {task_id} → example Answered" in log, log
 
 
 def test_call_task_waits_with_a_status_line(dev: Dev) -> None:

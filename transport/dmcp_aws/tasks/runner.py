@@ -70,6 +70,8 @@ from dmcp_aws.tasks.store import TaskBusy, TaskGone, TaskStore
 from dmcp_aws.wire import Attr
 
 logger = logging.getLogger(__name__)
+served_log = logging.getLogger("dmcp_aws.worker.tasks")
+"""A child of the worker's logger: its records reach the handlers that print served requests."""
 
 TASK_ATTRIBUTE: Final = "dmcp.task"
 """On a task-run message: the id of the task whose work it carries."""
@@ -171,13 +173,33 @@ class TaskWorker:
         """The answer to send to the client (None for a task-run message: nobody waits on it).
 
         Raises to leave the message for redelivery (the store failed, another runner holds it)."""
+        started = time.monotonic()
+        answer: JSONRPCMessage | None
         store = await self._store()
         task_id = attributes.get(TASK_ATTRIBUTE)
         if task_id is not None:
-            return await self._run(store, task_id, request, attributes, port)
-        if request.method in TASK_METHODS:
-            return await self._answer_task_method(store, request, port)
-        return await self._accept(store, request, attributes, port)
+            answer = await self._run(store, task_id, request, attributes, port)
+            outcome = "TaskRun" if answer is None else "AnsweredWithError"
+        elif request.method in TASK_METHODS:
+            answer = await self._answer_task_method(store, request, port)
+            outcome = "AnsweredWithError" if isinstance(answer, JSONRPCError) else "Answered"
+        else:
+            answer = await self._accept(store, request, attributes, port)
+            outcome = "AnsweredWithError" if isinstance(answer, JSONRPCError) else "TaskCreated"
+        # One record per handled message, as the worker logs for the requests it serves (`dmcp dev`
+        # prints it as a line).
+        served_log.info(
+            "handled %s",
+            request.method,
+            extra={
+                "mcp_method": request.method if task_id is None else "task work",
+                "mcp_name": attributes.get(Attr.NAME) or (request.params or {}).get("taskId"),
+                "mcp_server": port.server.name,
+                "outcome": outcome,
+                "duration_ms": round((time.monotonic() - started) * 1000),
+            },
+        )
+        return answer
 
     async def aclose(self) -> None:
         """Close the DynamoDB client held for the running event loop."""
