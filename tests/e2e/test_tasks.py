@@ -502,3 +502,36 @@ async def test_a_tool_that_only_runs_as_a_task_refuses_a_client_without_the_exte
         assert isinstance(created[0], CreateTaskResult)
         assert await ask(client, manual, worker, created[0].task_id) == "completed"
     await worker.aclose()
+
+
+async def test_task_methods_need_the_extension_and_update_is_acknowledged(
+    stack: RunningStack, sqs: Any
+) -> None:
+    async with task_client(stack) as client:
+        created = await client.call_tool("slow_report", {"topic": "u", "seconds": 0})
+        assert isinstance(created, CreateTaskResult)
+        # tasks/update: this kit's tasks never ask for input; responses are acknowledged and ignored.
+        await client.update(created.task_id, {"unknown-key": {"action": "accept"}})
+        assert (await client.get(created.task_id)).status == "completed"
+    reply_to, conn = await make_reply_queue(sqs, stack), new_conn()
+    try:
+        for request_id, method in enumerate(("tasks/get", "tasks/cancel", "tasks/update"), start=1):
+            meta = {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},  # no extension declared
+            }
+            body = {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": method,
+                "params": {"taskId": created.task_id},
+            }
+            body["params"]["_meta"] = meta  # type: ignore[index]
+            attributes = request_attributes(stack, reply_to, conn, mcp_method=method)
+            await send(sqs, example_queues(stack)[0], json.dumps(body), attributes)
+        answers = [json.loads(body) for body, _ in await receive_matching(sqs, reply_to, conn, count=3)]
+    finally:
+        await sqs.delete_queue(QueueUrl=reply_to)
+    assert sorted(a["id"] for a in answers) == [1, 2, 3]
+    for answer in answers:
+        assert answer["error"]["code"] == MISSING_REQUIRED_CLIENT_CAPABILITY, answer

@@ -138,6 +138,10 @@ class TaskClient:
         """Ask for the task to be cancelled (`tasks/cancel`): cooperative, eventually consistent."""
         await self._request("tasks/cancel", {"taskId": task_id})
 
+    async def update(self, task_id: str, input_responses: Mapping[str, Any]) -> None:
+        """Answer a task's outstanding `inputRequests` (`tasks/update`)."""
+        await self._request("tasks/update", {"taskId": task_id, "inputResponses": dict(input_responses)})
+
     async def wait(
         self,
         task_id: str,
