@@ -18,6 +18,7 @@ from infra.idempotency_ledger import IdempotencyLedger, IdempotencyLedgerProps
 from infra.request_bus import RequestBus, RequestBusProps
 from infra.server_worker import ServerWorker, ServerWorkerProps
 from infra.sweeper import SWEEPER_FUNCTION_SUFFIX, OrphanSweeper, OrphanSweeperProps
+from infra.task_store import TaskStore, TaskStoreProps
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,15 @@ class DmcpStack(Stack):
             )
             kind = UnroutedRequests if worker.server == UNROUTED else ServerWorker
             self.workers[worker.server] = kind(self, f"Server-{worker.server}", props=worker_props)
+
+        self.tasks = (
+            TaskStore(self, "Tasks", props=TaskStoreProps(table_name=shape.tasks_table))
+            if shape.tasks_table
+            else None
+        )
+        for server, served in self.workers.items():
+            if self.tasks is not None and server != UNROUTED:
+                self.tasks.serve(served)
 
         self.clients: dict[str, ClientQueue] = {}
         for client in deployment.clients:

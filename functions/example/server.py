@@ -13,6 +13,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from dmcp_aws.request_context import current_request
+from dmcp_aws.tasks import current_task, task_cancelled, task_tool
 from functions.example.tickets import NoTicketTable, ticket_for
 
 mcp = MCPServer(
@@ -92,6 +93,32 @@ def sign_guestbook(answer: Annotated[ElicitationResult[Guest], Resolve(ask_for_n
     if not isinstance(answer, AcceptedElicitation):
         return f"The guestbook stays unsigned ({answer.action})."
     return f"Thank you for signing, {answer.data.name}!"
+
+
+stopped_tasks: list[str] = []
+"""Ids of the tasks `slow_report` stopped because they were cancelled (in this process)."""
+
+
+@mcp.tool(meta=task_tool())
+async def slow_report(topic: str, ctx: Context, seconds: float = 5.0) -> str:
+    """Write a numbered report on `topic` in ten sections over `seconds` (a task for clients that
+    declare the Tasks extension). Its number is a ticket: taken once per request, however often
+    the work runs. Stops early when its task is cancelled."""
+    if not 0 <= seconds <= 600:
+        raise ToolError("seconds must be between 0 and 600")
+    try:
+        number = await anyio.to_thread.run_sync(ticket_for, current_request().idempotency_key)
+    except NoTicketTable:
+        number = 0
+    sections = 10
+    for section in range(1, sections + 1):
+        task = current_task()
+        if task is not None and task_cancelled():
+            stopped_tasks.append(task.task_id)
+            return f"report {number} on {topic}: stopped after {section - 1} of {sections} sections"
+        await anyio.sleep(seconds / sections)
+        await ctx.report_progress(section, sections, f"section {section} of {sections}")
+    return f"report {number} on {topic}: {sections} sections"
 
 
 @mcp.resource("dmcp://example/about", mime_type="text/plain")

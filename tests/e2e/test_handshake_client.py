@@ -28,13 +28,15 @@ async def test_initialize_then_every_feature(stack: RunningStack) -> None:
         assert init.capabilities.tools is not None and init.capabilities.prompts is not None
 
         tools = await session.list_tools()
-        assert {t.name for t in tools.tools} == {
+        names = {t.name for t in tools.tools}
+        assert names == {
             "echo",
             "add",
             "divide",
             "take_ticket",
             "count_slowly",
             "sign_guestbook",
+            "slow_report",
         }
         added = await session.call_tool("add", {"a": 1.5, "b": 2})
         assert added.structured_content == {"a": 1.5, "b": 2.0, "sum": 3.5}

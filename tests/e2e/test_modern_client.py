@@ -21,7 +21,15 @@ async def test_discovery_negotiates_the_stateless_protocol(stack: RunningStack) 
     async with _client(stack) as client:
         assert client.session.protocol_version == "2026-07-28"
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {"echo", "add", "divide", "take_ticket", "count_slowly", "sign_guestbook"}
+        assert tools == {
+            "echo",
+            "add",
+            "divide",
+            "take_ticket",
+            "count_slowly",
+            "sign_guestbook",
+            "slow_report",
+        }
 
 
 async def test_tool_with_structured_output(stack: RunningStack) -> None:

@@ -14,7 +14,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 from infra.principals import client_principal
 
-from dmcp_aws.deployment import topology
+from dmcp_aws.deployment import UNROUTED, topology
 from tests.infra.conftest import CI_ROLE, LAPTOP_ROLE, SAMPLE, logical_id_of
 
 SHAPE = topology(SAMPLE)
@@ -89,8 +89,9 @@ def test_worker_roles_trust_only_lambda(template: Template) -> None:
 def test_worker_sends_only_under_the_reply_prefix_and_to_its_own_dlq(template: Template, worker: Any) -> None:
     statements = _worker_policy(template, worker.server)
     send_targets = [s["Resource"] for s in statements if "sqs:SendMessage" in _actions(s)]
+    own = [_arn_of(template, worker.request_queue)] if worker.server != UNROUTED else []  # task work
     assert sorted(map(json.dumps, send_targets)) == sorted(
-        map(json.dumps, [REPLY_PATTERN, _arn_of(template, worker.dead_letter_queue)])
+        map(json.dumps, [REPLY_PATTERN, _arn_of(template, worker.dead_letter_queue), *own])
     )
     others = [q.name for q in SHAPE.queues if q.name not in (worker.dead_letter_queue,) and q.role != "reply"]
     for statement in statements:
@@ -103,9 +104,11 @@ def test_worker_sends_only_under_the_reply_prefix_and_to_its_own_dlq(template: T
 def test_worker_reads_its_own_request_queue(template: Template, worker: Any) -> None:
     statements = _worker_policy(template, worker.server)
     own = [s for s in statements if s["Resource"] == _arn_of(template, worker.request_queue)]
+    # A server's worker also sends its tasks' work to its own queue (the catch-all has no tasks).
+    task_work = {"sqs:SendMessage"} if worker.server != UNROUTED else set()
     assert {a for s in own for a in _actions(s)} == {
         "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
-        "sqs:GetQueueAttributes",
+        "sqs:GetQueueAttributes", *task_work,
     }  # fmt: skip
     dlq = [s for s in statements if s["Resource"] == _arn_of(template, worker.dead_letter_queue)]
     assert {a for s in dlq for a in _actions(s)} == {"sqs:SendMessage", "sqs:GetQueueUrl"}
@@ -122,7 +125,14 @@ def test_worker_uses_only_items_of_the_ledger(template: Template, worker: Any) -
         if any(a.startswith("dynamodb:") for a in _actions(s))
     ]
     actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
-    assert dynamo == [{"Sid": "RequestLedger", "Effect": "Allow", "Resource": table, "Action": actions}]
+    expected = [{"Sid": "RequestLedger", "Effect": "Allow", "Resource": table, "Action": actions}]
+    if worker.server != UNROUTED:  # and the task store's items: read, create, change; never delete
+        tasks = {
+            "Fn::GetAtt": [logical_id_of(template, "AWS::DynamoDB::Table", TableName="acme-tasks"), "Arn"]
+        }
+        task_actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+        expected.append({"Sid": "TaskStore", "Effect": "Allow", "Resource": tasks, "Action": task_actions})
+    assert dynamo == expected
 
 
 @pytest.mark.parametrize("worker", SHAPE.workers, ids=lambda w: w.server)

@@ -30,7 +30,7 @@ def test_localstack_description_has_no_ledger_and_runs_on_this_machine() -> None
 def test_default_description_deploys_arm64_with_a_ledger() -> None:
     assert SAMPLE.lambda_architecture == "arm64"
     template = Template.from_stack(build_stack(SAMPLE.model_copy(update={"name": "arm"})))
-    template.resource_count_is("AWS::DynamoDB::Table", 1)
+    template.resource_count_is("AWS::DynamoDB::Table", 2)  # the ledger and the task store
     functions = template.find_resources("AWS::Lambda::Function")
     assert {
         tuple(f["Properties"].get("Architectures", ["?"]))

@@ -29,7 +29,7 @@ def test_resource_counts(template: Template) -> None:
     template.resource_count_is("AWS::Logs::LogGroup", workers + 1)
     template.resource_count_is("AWS::Events::Rule", 1)
     template.resource_count_is("AWS::IAM::ManagedPolicy", clients)
-    template.resource_count_is("AWS::DynamoDB::Table", 1)
+    template.resource_count_is("AWS::DynamoDB::Table", 2)  # the ledger and the task store
 
 
 def test_idempotency_ledger(template: Template) -> None:

@@ -138,4 +138,4 @@ async def test_local_and_cdk_stacks_agree(deployment: Deployment) -> None:
     assert expected["sns_may_send"] == {
         q for q in expected["queues"] if not q.startswith(f"{deployment.name}-reply-")
     }
-    assert len(expected["tables"]) == int(deployment.idempotency)
+    assert len(expected["tables"]) == 2 * int(deployment.idempotency)  # the ledger and the task store

@@ -87,6 +87,9 @@ _READ_ATTEMPTS: Final = 4
 _FATAL_CODES: Final = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied", "AccessDeniedException"}
 )
+TASK_STATUS_NOTIFICATION: Final = "notifications/tasks"
+"""Sent by workers after the `tools/call` that created a task was answered (`dmcp_aws.tasks`): the
+connection's secret alone marks it as this connection's."""
 _CLOCK_SLACK_MS: Final = 5_000
 DEFAULT_REQUEST_TIMEOUT_S: Final = 120.0
 """How long a request waits for its answer unless the caller says otherwise."""
@@ -330,6 +333,8 @@ class _Connection:
                 logger.debug("dropped progress whose token is not its request's")
                 return None
             return SessionMessage(message)
+        if isinstance(message, JSONRPCNotification) and message.method == TASK_STATUS_NOTIFICATION:
+            return SessionMessage(message)  # a status change of a task this connection created
         logger.debug("dropped %s: it belongs to no waiting request", getattr(message, "method", "a message"))
         return None
 

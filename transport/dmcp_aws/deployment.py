@@ -100,6 +100,9 @@ class ServerSpec(_Strict):
     """Environment variables of `command`'s process, over the worker's own."""
     memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
     timeout_s: Annotated[int, Field(ge=1, le=900)] = 30
+    container_timeout_s: Annotated[int | None, Field(ge=1, le=24 * 3600)] = None
+    """The invocation timeout when a container worker (`dmcp worker`) serves this server, where it
+    should exceed Lambda's 900 s: tasks (`dmcp_aws.tasks`) longer than a function may run."""
     batch_size: Annotated[int, Field(ge=1, le=100)] = 10
     batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
     max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 5
@@ -187,6 +190,9 @@ class Deployment(_Strict):
     idempotency: bool = True
     """Keep a DynamoDB ledger of served requests so a redelivered request runs once. Switch it off
     where DynamoDB is not available (LocalStack offline); delivery is then at least once."""
+    tasks: bool | None = None
+    """Keep a DynamoDB task store so task-capable tools run as tasks (`dmcp_aws.tasks`); by default
+    on exactly when `idempotency` is (both need DynamoDB)."""
     orphan_queue_idle_s: Annotated[int, Field(ge=900, le=14 * 24 * 3600)] = 3600
     """A per-connection reply queue no client has touched for this long is deleted by the sweeper
     (a live connection touches its queue every few minutes)."""
@@ -315,6 +321,8 @@ class Topology:
     topic: str
     reply_prefix: str
     idempotency_table: str | None = None
+    tasks_table: str | None = None
+    """DynamoDB table of the Tasks extension's task store (`dmcp_aws.tasks.store`)."""
     queues: list[QueueSpec] = field(default_factory=list)
     subscriptions: list[SubscriptionSpec] = field(default_factory=list)
     workers: list[WorkerSpec] = field(default_factory=list)
@@ -336,7 +344,17 @@ def topology(deployment: Deployment) -> Topology:
     served = [s.name for s in deployment.servers]
     catch_all = ServerSpec(name=UNROUTED, handler=CATCH_ALL_HANDLER, memory_mb=256, timeout_s=10)
     table = f"{name}-idempotency" if deployment.idempotency else None
-    result = Topology(topic=f"{name}-requests", reply_prefix=deployment.reply_prefix, idempotency_table=table)
+    tasks = (
+        f"{name}-tasks"
+        if (deployment.idempotency if deployment.tasks is None else deployment.tasks)
+        else None
+    )
+    result = Topology(
+        topic=f"{name}-requests",
+        reply_prefix=deployment.reply_prefix,
+        idempotency_table=table,
+        tasks_table=tasks,
+    )
     for spec, policy in [(s, {"mcp.server": [s.name]}) for s in deployment.servers] + [
         # `exists: false` first: SNS ORs the two, and moto stops at a failed `anything-but`.
         (catch_all, {"mcp.server": [{"exists": False}, {"anything-but": served}]})

@@ -67,6 +67,7 @@ from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_
 from dmcp_aws.request_context import QueueRequest, serving
 from dmcp_aws.run_once import ToolHints
 from dmcp_aws.serving import AskClient, deliver_notification, serve_request
+from dmcp_aws.tasks.runner import TaskPort, TaskWorker
 from dmcp_aws.wire import (
     Attr,
     InboundMessage,
@@ -242,6 +243,8 @@ class Worker:
         )
         """The same table under one namespace for every worker of the deployment: single-outcome
         claims must meet whichever worker received a copy."""
+        self._tasks = TaskWorker.from_env(server, self._session)
+        """The Tasks extension (`dmcp_aws.tasks`); None when the deployment has no task table."""
 
     @property
     def is_catch_all(self) -> bool:
@@ -462,6 +465,12 @@ class Worker:
             )
             await self._answer(channel, expired, raw, Outcome.EXPIRED)
             return
+        if self._tasks is not None and await self._tasks.takes(request, attributes):
+            port = await self._task_port(resources, channel, raw, lambda_context, delivery, may_run=may_run)
+            task_answer = await self._tasks.handle(request, attributes, port)
+            if task_answer is not None:
+                await self._answer(channel, task_answer, raw, _with_outcome(task_answer)[1])
+            return
         try:
             answer, outcome = await self._serve_once(
                 resources, channel, request, attributes, lambda_context, delivery, may_run=may_run
@@ -501,6 +510,41 @@ class Worker:
         task = self._per_loop.pop(asyncio.get_running_loop(), None)
         if task is not None and not task.cancelled() and task.exception() is None:
             await task.result().stack.aclose()
+        if self._tasks is not None:
+            await self._tasks.aclose()
+
+    async def _task_port(
+        self,
+        resources: _LoopResources,
+        channel: ReplyChannel,
+        raw: Mapping[str, Any],
+        lambda_context: Any,
+        delivery: int,
+        *,
+        may_run: bool,
+    ) -> TaskPort:
+        """What the Tasks extension needs of this worker to handle one request (`dmcp_aws.tasks`)."""
+
+        async def send(message: JSONRPCMessage) -> None:
+            await self._send(channel, message, getattr(message, "id", None))
+
+        budget_ms = _remaining_ms(lambda_context, self.settings.default_timeout_ms)
+        return TaskPort(
+            server=self.server,
+            lifespan_state=resources.lifespan_state,
+            sqs=channel.sqs,
+            request_queue_url=await self._queue_url(channel.sqs, QueueArn.parse(raw["eventSourceARN"])),
+            receipt_handle=raw["receiptHandle"],
+            reply_queue=channel.address.name,
+            reply_prefix=self.settings.reply_prefix,
+            conn=channel.conn,
+            digest=channel.digest,
+            body=raw["body"],
+            delivery=delivery,
+            may_run=may_run,
+            budget_ms=budget_ms - self.settings.answer_margin_ms,
+            send=send,
+        )
 
     def _reply_channel(
         self, sqs: Any, source_arn: str, attributes: Mapping[str, str], digest: str

@@ -6,6 +6,7 @@ the operator's tools. A module per group of verbs:
   Inspector's CLI has them)
 - `dlq`: `dlq` (dead letters and their redrive)
 - `bridges`: `stdio` (a stdio MCP server relaying to a dMCP server, for any MCP host)
+- `tasks`: `task get|wait|cancel` (and `call --task`), the Tasks extension
 
 Modules import what a verb needs when it runs, so `dmcp --help` is quick, and nothing here is
 imported by a Lambda function. Every error is one or two lines on stderr and a non-zero exit;
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 import typer
 from typer.main import get_command
 
-from dmcp_aws.cli import _common, bridges, dlq, mcp_verbs, stack
+from dmcp_aws.cli import _common, bridges, dlq, mcp_verbs, stack, tasks
 from dmcp_aws.cli._common import CliError, report
 from dmcp_aws.cli.stack import DEV_SWEEP_INTERVAL_S, client_settings, sweep_periodically
 
@@ -98,3 +99,4 @@ for verb in (
     bridges.stdio,
 ):
     app.command()(verb)
+app.add_typer(tasks.app, name="task")

@@ -4,6 +4,7 @@
     dmcp tools
     dmcp call add --arg a=2 --arg b=40
     dmcp call count_slowly --json '{"steps": 5}' --timeout 30
+    dmcp call slow_report --arg topic=q3 --task --no-wait   (then `dmcp task wait ID`)
     dmcp read dmcp://example/about
     dmcp prompt review_code --arg code='def f(): pass'
 
@@ -156,10 +157,22 @@ def call(
     client: ClientOption = None,
     env_file: EnvFileOption = DEFAULT_ENV_FILE,
     timeout: TimeoutOption = None,
+    task: Annotated[
+        bool,
+        typer.Option("--task", help="Call it as a task (Tasks extension): print the task id, then wait."),
+    ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="With --task: print the task id and return at once.")
+    ] = False,
 ) -> None:
     """Call a tool (tools/call) and print its result; a tool error exits with 1."""
     values = parse_json_object(arguments) | parse_assignments(args or [])
     connection = Connection(server, stack, endpoint_url, region, client, env_file, timeout)
+    if task or no_wait:
+        from dmcp_aws.cli.tasks import call_as_task
+
+        call_as_task(connection, tool, values, wait=not no_wait)
+        return
     result = connection.run(lambda c: _call_with_progress(c, tool, values))
     show_tool_result(result)
     if result.is_error:

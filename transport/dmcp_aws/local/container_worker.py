@@ -13,6 +13,7 @@ outlives the worker. The embedded stack (`dmcp dev`) keeps thread environments i
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
@@ -69,6 +70,8 @@ async def serve_from_queue(
                 "QueueArn"
             ]
             settings = mapping_settings(worker, function_name, url, arn)
+            if worker.spec.container_timeout_s is not None:  # long tasks, beyond Lambda's 900 s
+                settings = replace(settings, timeout_s=worker.spec.container_timeout_s)
             mapping = EventSourceMapping(
                 sqs,
                 None,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dmcp_aws.deployment import QueueSpec, Topology
+from dmcp_aws.tasks.provision import create_task_table
 
 
 @dataclass
@@ -24,9 +25,11 @@ class Provisioned:
 async def provision(topology: Topology, sqs: Any, sns: Any, dynamodb: Any) -> Provisioned:
     """Create the topic, queues (DLQs first), queue policies letting the topic send to the
     subscribed queues and their DLQs, filtered raw subscriptions with their DLQs (SNS redrive)
-    and the idempotency table."""
+    the idempotency table and the task table."""
     if topology.idempotency_table is not None:
         await _create_ledger_table(dynamodb, topology.idempotency_table)
+    if topology.tasks_table is not None:
+        await create_task_table(dynamodb, topology.tasks_table)
     topic_arn = (await sns.create_topic(Name=topology.topic, Attributes={"KmsMasterKeyId": "alias/aws/sns"}))[
         "TopicArn"
     ]

@@ -232,6 +232,7 @@ def worker_environment(
     values = {
         "DMCP_REPLY_PREFIX": shape.reply_prefix,
         "DMCP_IDEMPOTENCY_TABLE": shape.idempotency_table or "",
+        "DMCP_TASKS_TABLE": shape.tasks_table or "",
         "LAMBDA_TASK_ROOT": root,
         # Each worker's own settings: their names are per server, so they never clash.
         **{name: value for worker in shape.workers for name, value in worker.environment.items()},
