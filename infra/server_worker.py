@@ -89,7 +89,14 @@ class ServerWorker(Construct):
             )
         )
         self.function = self._function(props)
-        self.function.add_event_source(
+        # With SnapStart the queue feeds the published version's alias: only versions are restored
+        # from a snapshot.
+        self.target: lambda_.IFunction = self.function
+        if spec.snap_start:
+            self.target = lambda_.Alias(
+                self, "Live", alias_name="live", version=self.function.current_version
+            )
+        self.target.add_event_source(
             sources.SqsEventSource(
                 self.request_queue,
                 batch_size=spec.batch_size,
@@ -144,6 +151,7 @@ class ServerWorker(Construct):
             role=role,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if spec.snap_start else None,
         )
 
     def _alarms(self, props: ServerWorkerProps) -> None:

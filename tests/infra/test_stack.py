@@ -12,7 +12,7 @@ from infra.server_worker import RUNTIME
 
 from dmcp_aws.deployed import Output
 from dmcp_aws.deployment import CATCH_ALL_HANDLER, LAST_WORD_DELIVERIES, topology
-from tests.infra.conftest import SAMPLE, logical_id_of
+from tests.infra.conftest import SAMPLE, build_stack, logical_id_of
 
 SHAPE = topology(SAMPLE)
 QUEUES = {q.name: q for q in SHAPE.queues}
@@ -287,3 +287,24 @@ def _function(template: Template, name: str) -> dict[str, Any]:
 
 def _queue(template: Template, name: str) -> str:
     return logical_id_of(template, "AWS::SQS::Queue", QueueName=name)
+
+
+def test_snap_start_publishes_a_version_and_feeds_its_alias() -> None:
+    """SnapStart (issue 12): the function snapshots published versions, and the queue's event
+    source invokes the alias `live` of the current version (a restored snapshot)."""
+    snapping = SAMPLE.model_copy(
+        update={"servers": [SAMPLE.servers[0].model_copy(update={"snap_start": True}), SAMPLE.servers[1]]}
+    )
+    template = Template.from_stack(build_stack(snapping))
+    function = _function(template, "acme-example")
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert "SnapStart" not in _function(template, "acme-search")
+    alias = template.find_resources("AWS::Lambda::Alias")
+    assert [a["Properties"]["Name"] for a in alias.values()] == ["live"]
+    queue = _queue(template, "acme-example-requests")
+    [mapping] = [
+        m["Properties"]
+        for m in template.find_resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
+    ]
+    assert ":live" in json.dumps(mapping["FunctionName"])  # the alias, not the unpublished function

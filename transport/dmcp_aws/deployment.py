@@ -103,6 +103,12 @@ class ServerSpec(_Strict):
     container_timeout_s: Annotated[int | None, Field(ge=1, le=24 * 3600)] = None
     """The invocation timeout when a container worker (`dmcp worker`) serves this server, where it
     should exceed Lambda's 900 s: tasks (`dmcp_aws.tasks`) longer than a function may run."""
+    snap_start: bool = False
+    """Lambda SnapStart (Python 3.12+ runtimes): Lambda snapshots the initialised execution
+    environment (the handler's imports and objects) when a version is published and restores it
+    instead of running the init phase on a cold start. The event source then feeds the alias
+    `live` of the published version. Off by default: it needs published versions, and it is not
+    available in every region."""
     batch_size: Annotated[int, Field(ge=1, le=100)] = 10
     batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
     max_concurrency: Annotated[int, Field(ge=2, le=1000)] = 5

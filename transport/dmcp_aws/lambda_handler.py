@@ -70,12 +70,11 @@ class LambdaHandler:
         self._worker_lock = threading.Lock()
         self.service = f"dmcp-{server.name}"
         self.logger = Logger(service=self.service)
-        self.tracer = Tracer(
-            service=self.service,
-            patch_modules=["aiobotocore", "botocore"],
-            disabled=None if tracing_enabled() else True,  # None: powertools decides (env, Lambda)
-        )
-        self._traced = self.tracer.capture_lambda_handler(self._handle_batch, capture_response=False)
+        self._traced = self._handle_batch
+        if tracing_enabled():
+            # Only then: the X-Ray SDK costs about 50 ms of every cold start to import.
+            tracer = Tracer(service=self.service, patch_modules=["aiobotocore", "botocore"])
+            self._traced = tracer.capture_lambda_handler(self._handle_batch, capture_response=False)
         copy_config_to_registered_loggers(source_logger=self.logger, include={"dmcp_aws.worker"})
 
     @property
