@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class AwsCalls:
 
     def __init__(self) -> None:
         self.count = 0
+        self.by_operation: Counter[str] = Counter()
 
     def install(self) -> None:
         from aiobotocore.client import AioBaseClient
@@ -69,10 +71,12 @@ class AwsCalls:
 
         def counted_sync(client: Any, operation: str, params: Any) -> Any:
             counter.count += 1
+            counter.by_operation[operation] += 1
             return sync_call(client, operation, params)
 
         async def counted_async(client: Any, operation: str, params: Any) -> Any:
             counter.count += 1
+            counter.by_operation[operation] += 1
             return await async_call(client, operation, params)
 
         BaseClient._make_api_call = counted_sync  # type: ignore[method-assign]
@@ -119,6 +123,11 @@ class Figures:
     latencies: list[float] = field(default_factory=list)
     one_client: list[tuple[float, float]] = field(default_factory=list)
     many_clients: list[tuple[float, float]] = field(default_factory=list)
+    operations: Counter[str] = field(default_factory=Counter)
+    """AWS calls by operation over the 10-in-flight runs."""
+    invocations: int = 0
+    """Worker invocations over the 10-in-flight runs."""
+    calls_made: int = 0
 
     def median_ms(self) -> float:
         return statistics.median(self.latencies)
@@ -172,14 +181,14 @@ async def floor(stack: RunningStack, lanes: int) -> AsyncIterator[list[Call]]:
             while True:
                 got = await sqs.receive_message(QueueUrl=reply, MaxNumberOfMessages=10, WaitTimeSeconds=20)
                 messages = got.get("Messages", [])
+                for message in messages:  # hand over first, then delete (as the client transport does)
+                    if (done := waiting.pop(message["Body"], None)) is not None:
+                        done.set()  # (moto may hand one message to two receivers at once)
                 if messages:
                     entries = [
                         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
                     ]
                     await sqs.delete_message_batch(QueueUrl=reply, Entries=entries)
-                for message in messages:
-                    if (done := waiting.pop(message["Body"], None)) is not None:
-                        done.set()  # (moto may hand one message to two receivers at once)
 
         def caller(reply: str) -> Call:
             async def call() -> None:
@@ -248,9 +257,17 @@ async def measure_stack(
                     figures[name].latencies += await sequential(lanes[0], 1)
             for _ in range(rounds):
                 for name, lanes in opened.items():
+                    before, invoked = Counter(CALLS.by_operation), _invocations(stack)
                     figures[name].one_client.append(await in_flight([lanes[0]] * IN_FLIGHT, calls))
+                    figures[name].operations += CALLS.by_operation - before
+                    figures[name].invocations += _invocations(stack) - invoked
+                    figures[name].calls_made += calls
                     figures[name].many_clients.append(await in_flight(lanes, calls))
     return figures
+
+
+def _invocations(stack: RunningStack) -> int:
+    return sum(mapping.invocations for mapping in stack.mappings)
 
 
 @asynccontextmanager
@@ -406,6 +423,42 @@ def goals(
     return lines
 
 
+PRICES = {
+    "sns": 0.50,  # per million publishes (64 KiB chunks); deliveries to SQS are free
+    "sqs": 0.40,  # per million standard-queue requests
+    "dynamodb_write": 0.625,  # per million on-demand write request units
+    "dynamodb_read": 0.125,  # per million on-demand read request units
+    "lambda_request": 0.20,  # per million invocations
+    "lambda_gb_s": 0.0000133334,  # per GB-second, arm64
+}
+"""us-east-1 list prices (USD) used for the cost lines; free tiers left out."""
+LAMBDA_MS_PER_CALL = 10
+LAMBDA_GB = 0.5
+_DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+
+
+def costs(figures: Figures) -> list[str]:
+    """The cost of a million calls at list prices, from the AWS calls counted per call."""
+    per_call = {op: n / figures.calls_made for op, n in figures.operations.items()}
+    writes = sum(per_call.get(op, 0.0) for op in _DYNAMODB_WRITES)
+    reads = per_call.get("GetItem", 0.0)
+    sqs = sum(n for op, n in per_call.items() if op not in (*_DYNAMODB_WRITES, "GetItem", "Publish"))
+    invocations = figures.invocations / figures.calls_made
+    dollars = {
+        "SNS": per_call.get("Publish", 0.0) * PRICES["sns"],
+        "SQS": sqs * PRICES["sqs"],
+        "DynamoDB": writes * PRICES["dynamodb_write"] + reads * PRICES["dynamodb_read"],
+        "Lambda requests": invocations * PRICES["lambda_request"],
+        "Lambda duration": LAMBDA_MS_PER_CALL / 1000 * LAMBDA_GB * PRICES["lambda_gb_s"] * 1e6,
+    }
+    detail = ", ".join(f"{op} {n:.2f}" for op, n in sorted(per_call.items(), key=lambda kv: -kv[1]))
+    total = sum(dollars.values())
+    return [
+        f"  AWS calls per call: {detail}; worker invocations per call {invocations:.2f}",
+        "  per million calls: " + ", ".join(f"{k} ${v:.2f}" for k, v in dollars.items()) + f" = ${total:.2f}",
+    ]
+
+
 async def main(calls: int, rounds: int) -> None:
     CALLS.install()
     deployed = Deployment.parse(BENCH)
@@ -435,6 +488,17 @@ async def main(calls: int, rounds: int) -> None:
     print("goals (issue 12); connect is against a bare ping-pong's round trip; imports against a bare")
     print("`import boto3; from mcp.server.mcpserver import MCPServer`")
     print("\n".join(goals(figures, connect, imports)))
+    print()
+    print(f"cost at us-east-1 list prices from the calls counted at {IN_FLIGHT} in flight (Lambda duration")
+    print(
+        f"assumed {LAMBDA_MS_PER_CALL} ms per call at {LAMBDA_GB * 1024:.0f} MB arm64; free tiers left out)"
+    )
+    for label, name in (
+        ("as deployed (echo, read-only)", "echo"),
+        ("a run-once tool (echo_once)", "echo_once"),
+    ):
+        print(label)
+        print("\n".join(costs(figures[name])))
 
 
 if __name__ == "__main__":
