@@ -193,7 +193,10 @@ class _Running:
             self.cancel_requested.set()
             self.scope.cancel()
 
-        self.loop.call_soon_threadsafe(now)
+        try:
+            self.loop.call_soon_threadsafe(now)
+        except RuntimeError:  # its loop has closed: the request is no longer running
+            logger.debug("a cancelled request's event loop is closed")
 
 
 @dataclass(frozen=True)

@@ -387,6 +387,9 @@ class TaskWorker:
                             notify=collect,
                             lifespan_state=port.lifespan_state,
                             protocol_hint=attributes.get(Attr.PROTOCOL_VERSION),
+                            # The SDK's own flag (the request context's `cancel_requested`) is the
+                            # task's cancellation too: cooperative, the tool is not interrupted.
+                            cancel_requested=task.cancellation,
                         )
                 except TimeoutError:
                     message = f"the task ran out of time ({limit_s:.0f} s, its worker's function timeout)"
