@@ -80,6 +80,9 @@ _PROBE_ENV: Final = {
     "DMCP_IDEMPOTENCY_TABLE": "dmcp-probe-idempotency",  # exercise the ledger's imports too
     "DMCP_CONNECTION_PREFIX": "dmcp-probe-reply-conn-",  # the sweeper lists queues (and fails fast)
     "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+    # As in a Lambda function with active tracing: the handler imports the X-Ray SDK only where a
+    # daemon address is set (a loopback port; tracing itself stays disabled, nothing is sent).
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
 
@@ -497,6 +500,7 @@ def _source_digests(repo_root: Path, handlers: Iterable[str] = ()) -> Iterator[s
             if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
                 yield f"{path.relative_to(repo_root)}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
     yield hashlib.sha256((Path(__file__).parent / "probe.py").read_bytes()).hexdigest()
+    yield hashlib.sha256(json.dumps(_PROBE_ENV, sort_keys=True).encode()).hexdigest()  # what the probe sees
 
 
 def _record(dist_info: Path) -> list[str]:

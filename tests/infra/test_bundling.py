@@ -110,6 +110,17 @@ def test_requirements_keep_their_extras() -> None:
     assert any(r.startswith("aws-lambda-powertools[tracer]==") for r in requirements), requirements
 
 
+def test_the_probe_imports_what_a_traced_function_imports() -> None:
+    """The handler imports the X-Ray SDK only where tracing can work (Lambda with active tracing):
+    the probe runs it so, or pruning would drop the SDK and every traced function would fail."""
+    from infra.bundling import BundleSpec, LambdaBundle
+
+    imported = LambdaBundle(
+        BundleSpec(repo_root=ROOT, handlers=("functions.example.handler.handler",))
+    ).probe_imports()
+    assert "aws_xray_sdk" in imported, sorted(imported)
+
+
 # --- a server's own requirements (issue 8) ---------------------------------------------------
 
 
