@@ -30,7 +30,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,8 +227,6 @@ async def dmcp_callers(stack: RunningStack, lanes: int, tool: str) -> AsyncItera
 
 @asynccontextmanager
 async def _clients(stack: RunningStack, count: int) -> AsyncIterator[list[Client]]:
-    from contextlib import AsyncExitStack
-
     async with AsyncExitStack() as exits:
         clients = []
         for _ in range(count):
@@ -273,8 +271,6 @@ def _invocations(stack: RunningStack) -> int:
 
 @asynccontextmanager
 async def _all_callers(stack: RunningStack, variants: list[str]) -> AsyncIterator[dict[str, list[Call]]]:
-    from contextlib import AsyncExitStack
-
     async with AsyncExitStack() as exits:
         yield {tool: await exits.enter_async_context(dmcp_callers(stack, CLIENTS, tool)) for tool in variants}
 

@@ -877,13 +877,19 @@ def _delivery(raw: Mapping[str, Any]) -> int:
         return 1
 
 
-def _past_deadline(attributes: Mapping[str, str]) -> bool:
-    """Whether the request's `dmcp.deadline` (ms since the epoch, if it has one) has passed."""
+def _deadline_ms(attributes: Mapping[str, str]) -> int | None:
+    """The request's `dmcp.deadline` (ms since the epoch); None without a usable one."""
     try:
         deadline = int(attributes.get(Attr.DEADLINE) or 0)
     except ValueError:
-        return False
-    return 0 < deadline < time.time() * 1000
+        return None
+    return deadline if deadline > 0 else None
+
+
+def _past_deadline(attributes: Mapping[str, str]) -> bool:
+    """Whether the request's `dmcp.deadline` (if it has one) has passed."""
+    deadline = _deadline_ms(attributes)
+    return deadline is not None and deadline < time.time() * 1000
 
 
 _LISTING_ENVELOPE: Final = {
@@ -904,11 +910,8 @@ def _seconds(milliseconds: float) -> float:
 
 def _seconds_to_deadline(attributes: Mapping[str, str]) -> float | None:
     """Seconds until the request's `dmcp.deadline` (None without one)."""
-    try:
-        deadline = int(attributes.get(Attr.DEADLINE) or 0)
-    except ValueError:
-        return None
-    return _seconds(deadline - time.time() * 1000) if deadline > 0 else None
+    deadline = _deadline_ms(attributes)
+    return _seconds(deadline - time.time() * 1000) if deadline is not None else None
 
 
 def _remaining_ms(lambda_context: Any, default_ms: int) -> int:
