@@ -125,7 +125,7 @@ def test_per_connection_queue_arns_follow_the_target() -> None:
 
 def test_fifo_parameters_are_valid_for_any_request_id() -> None:
     fifo = ReplyAddress("https://sqs/1/q.fifo", "123456789012", "us-east-1", "q.fifo")
-    channel = ReplyChannel(fifo, "conn", "example", sqs=None, digest="d", per_connection=False)
+    channel = ReplyChannel(fifo, "conn", "example", sqs=None, replies=None, digest="d", per_connection=False)
     first, second = (
         channel.fifo_parameters("ünïcode id with spaces"),
         channel.fifo_parameters("ünïcode id with spaces"),
@@ -134,7 +134,9 @@ def test_fifo_parameters_are_valid_for_any_request_id() -> None:
     assert first["MessageGroupId"].isalnum() and len(first["MessageGroupId"]) <= 128
     assert first["MessageDeduplicationId"] != second["MessageDeduplicationId"]
     standard = ReplyAddress("https://sqs/1/q", "123456789012", "us-east-1", "q")
-    plain = ReplyChannel(standard, "conn", "example", sqs=None, digest="d", per_connection=False)
+    plain = ReplyChannel(
+        standard, "conn", "example", sqs=None, replies=None, digest="d", per_connection=False
+    )
     assert plain.fifo_parameters(1) == {}
 
 

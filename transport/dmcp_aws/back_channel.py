@@ -58,7 +58,7 @@ def answer_key(conn: str, digest: str, server_request_id: str) -> str:
 
 
 class AnswerSlots:
-    """Answer slots in the ledger table, over an aioboto3 DynamoDB client."""
+    """Answer slots in the ledger table, over an async DynamoDB client (see `dmcp_aws.threaded_aws`)."""
 
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.dynamodb = dynamodb

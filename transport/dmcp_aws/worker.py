@@ -38,7 +38,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Final
 
-import aioboto3
 import anyio
 from botocore.exceptions import ClientError
 from mcp.server.lowlevel.server import Server
@@ -64,10 +63,12 @@ from dmcp_aws.errors import MissingAttribute, UnsupportedWireVersion, WireError
 from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger, is_cancelled
 from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
+from dmcp_aws.reply_batch import ReplyBatcher
 from dmcp_aws.request_context import QueueRequest, serving
 from dmcp_aws.run_once import ToolHints
 from dmcp_aws.serving import AskClient, deliver_notification, serve_request
 from dmcp_aws.tasks.runner import TaskPort, TaskWorker
+from dmcp_aws.threaded_aws import AsyncAwsSession, ThreadedSession
 from dmcp_aws.wire import (
     Attr,
     InboundMessage,
@@ -153,6 +154,8 @@ class ReplyChannel:
     conn: str
     server: str
     sqs: Any
+    replies: ReplyBatcher
+    """Sends the replies (several records' replies to one queue may leave as one batch)."""
     digest: str
     """`request_digest` of the request being answered; every reply carries it."""
     per_connection: bool
@@ -173,6 +176,7 @@ class _LoopResources:
     DynamoDB client, opened the first time the back channel needs it)."""
 
     sqs: Any
+    replies: ReplyBatcher
     lifespan_state: Any
     stack: AsyncExitStack
     dynamodb: Any = None
@@ -223,11 +227,11 @@ class Worker:
         self,
         server: MCPServer | Server[Any],
         settings: WorkerSettings,
-        session: aioboto3.Session | None = None,
+        session: AsyncAwsSession | None = None,
     ) -> None:
         self.server: Server[Any] = server._lowlevel_server if isinstance(server, MCPServer) else server
         self.settings = settings
-        self._session = session or aioboto3.Session()
+        self._session = session or ThreadedSession()
         self._per_loop: dict[asyncio.AbstractEventLoop, asyncio.Task[_LoopResources]] = {}
         self._queue_urls: dict[str, str] = {}
         self._redrives: dict[str, _Redrive | None] = {}
@@ -261,6 +265,13 @@ class Worker:
         """
         raw: Mapping[str, Any] = getattr(record, "raw_event", record)
         resources = await self._resources()
+        with resources.replies.handling():
+            await asyncio.sleep(0)  # the batch's other records start (and are counted) first
+            await self._handle_record(resources, raw, lambda_context)
+
+    async def _handle_record(
+        self, resources: _LoopResources, raw: Mapping[str, Any], lambda_context: Any
+    ) -> None:
         attributes = from_sqs_attributes(raw.get("messageAttributes"))
         digest = request_digest(raw["body"])
         log = {"message_id": raw.get("messageId"), "dmcp_conn_ref": conn_ref(attributes.get(Attr.CONN))}
@@ -309,7 +320,7 @@ class Worker:
         log: dict[str, Any],
     ) -> None:
         try:
-            channel = self._reply_channel(resources.sqs, raw["eventSourceARN"], attributes, digest)
+            channel = self._reply_channel(resources, raw["eventSourceARN"], attributes, digest)
             inbound = _decode_or_answer(raw["body"], attributes)
         except WireError as exc:
             await self._dead_letter(resources.sqs, raw, exc)
@@ -550,7 +561,7 @@ class Worker:
         )
 
     def _reply_channel(
-        self, sqs: Any, source_arn: str, attributes: Mapping[str, str], digest: str
+        self, resources: _LoopResources, source_arn: str, attributes: Mapping[str, str], digest: str
     ) -> ReplyChannel:
         """Validate where a request wants its answer; raise a `WireError` if nowhere allowed."""
         source = QueueArn.parse(source_arn)
@@ -563,7 +574,7 @@ class Worker:
             raise MissingAttribute(f"message attribute {Attr.CONN.value} is required")
         per_connection = address.name.startswith(self.settings.reply_prefix + CONNECTION_QUEUE_PREFIX)
         server = self.server.name if not self.is_catch_all else (attributes.get(Attr.SERVER) or UNROUTED)
-        return ReplyChannel(address, conn, server, sqs, digest, per_connection)
+        return ReplyChannel(address, conn, server, resources.sqs, resources.replies, digest, per_connection)
 
     async def _serve_once(
         self,
@@ -764,11 +775,13 @@ class Worker:
         """Send one message to the reply queue; raise `UndeliverableReply` if it never can arrive."""
         wire = encode_answer(message, server=channel.server, conn=channel.conn, digest=channel.digest)
         try:
-            await channel.sqs.send_message(
-                QueueUrl=channel.address.url,
-                MessageBody=wire.body,
-                MessageAttributes=to_sqs_attributes(wire.attributes),
-                **channel.fifo_parameters(request_id),
+            await channel.replies.send(
+                channel.address.url,
+                {
+                    "MessageBody": wire.body,
+                    "MessageAttributes": to_sqs_attributes(wire.attributes),
+                    **channel.fifo_parameters(request_id),
+                },
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -853,7 +866,7 @@ class Worker:
             client = self._session.client("sqs", endpoint_url=self.settings.endpoint_url)
             sqs = await stack.enter_async_context(client)
             lifespan_state = await stack.enter_async_context(self.server.lifespan(self.server))
-            return _LoopResources(sqs, lifespan_state, stack.pop_all())
+            return _LoopResources(sqs, ReplyBatcher(sqs), lifespan_state, stack.pop_all())
 
 
 class NoWaitingRequest(WireError):

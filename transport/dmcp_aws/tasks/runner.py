@@ -27,7 +27,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Final
 
-import aioboto3
 import anyio
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
@@ -67,6 +66,7 @@ from dmcp_aws.tasks.model import (
     wire,
 )
 from dmcp_aws.tasks.store import TaskBusy, TaskGone, TaskStore
+from dmcp_aws.threaded_aws import AsyncAwsSession
 from dmcp_aws.wire import Attr
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class TaskWorker:
     """One server's task support: which tools become tasks, the store, the runner."""
 
     def __init__(
-        self, server: MCPServer | Server[Any], settings: TaskSettings, session: aioboto3.Session
+        self, server: MCPServer | Server[Any], settings: TaskSettings, session: AsyncAwsSession
     ) -> None:
         self.settings = settings
         self._mcp = server if isinstance(server, MCPServer) else None
@@ -152,7 +152,7 @@ class TaskWorker:
     def from_env(
         cls,
         server: MCPServer | Server[Any],
-        session: aioboto3.Session,
+        session: AsyncAwsSession,
         environ: Mapping[str, str] = os.environ,
     ) -> TaskWorker | None:
         settings = TaskSettings.from_env(environ)

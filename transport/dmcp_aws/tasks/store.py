@@ -41,7 +41,7 @@ class TaskGone(Exception):
 
 
 class TaskStore:
-    """Reads and conditional writes of task records on an aioboto3 DynamoDB client."""
+    """Reads and conditional writes of task records on an async DynamoDB client (`threaded_aws`)."""
 
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.dynamodb = dynamodb
