@@ -6,8 +6,10 @@
 
 It has the shape of `aioboto3.Session` that the worker uses (`client(...)` as an async context
 manager, operations awaited with keyword arguments, botocore's `ClientError` on failure), so the
-worker's code reads the same with either. Each call runs the boto3 client's method on a worker
-thread (boto3 clients are thread-safe; the client is created once, off the event loop).
+worker's code reads the same with either. Each call runs the boto3 client's method on one of the
+session's threads (boto3 clients are thread-safe; the client is created once, off the event
+loop). The threads outlive each invocation's event-loop run, unlike `anyio.to_thread`'s, which
+end with the task that started them (in Lambda, every invocation).
 
 Why: a Lambda function pays for every import at each cold start, and aioboto3 with aiohttp is
 about 170 ms of it while boto3 is in every Lambda runtime already. A worker's AWS calls are few
@@ -17,13 +19,14 @@ transport, which holds long polls open, keeps aioboto3.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, Protocol
 
-import anyio
 import boto3
 from botocore.config import Config
 
@@ -42,20 +45,21 @@ class ThreadedClient:
     boto3 client's own.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, threads: ThreadPoolExecutor) -> None:
         self.sync = client
         """The boto3 client underneath."""
+        self._threads = threads
         self._operations = frozenset(client.meta.method_to_api_mapping)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.sync, name)
         if name not in self._operations:
             return attribute
-        return functools.partial(_in_thread, attribute)
+        return functools.partial(self._in_thread, attribute)
 
-
-async def _in_thread(operation: Callable[..., Any], **kwargs: Any) -> Any:
-    return await anyio.to_thread.run_sync(functools.partial(operation, **kwargs))
+    async def _in_thread(self, operation: Callable[..., Any], **kwargs: Any) -> Any:
+        call = functools.partial(operation, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
 
 class ThreadedSession:
@@ -63,14 +67,16 @@ class ThreadedSession:
 
     def __init__(self, session: boto3.Session | None = None, **session_options: Any) -> None:
         self._session = session or boto3.Session(**session_options)
+        self._threads = ThreadPoolExecutor(max_workers=POOL_CONNECTIONS, thread_name_prefix="dmcp-aws")
 
     @asynccontextmanager
     async def client(self, service_name: str, **options: Any) -> AsyncIterator[ThreadedClient]:
         """A client for `service_name` (boto3's `client` options), closed on exit."""
         options.setdefault("config", Config(max_pool_connections=POOL_CONNECTIONS))
-        client = await anyio.to_thread.run_sync(self._create, service_name, options)
+        loop = asyncio.get_running_loop()
+        client = await loop.run_in_executor(self._threads, self._create, service_name, options)
         try:
-            yield ThreadedClient(client)
+            yield ThreadedClient(client, self._threads)
         finally:
             client.close()
 
