@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
-LINTED := transport functions infra tests app.py benchmarks
+LINTED := transport localstack functions infra tests app.py benchmarks
 
 .PHONY: demo dev test lint unit e2e infra test-localstack synth bench clean
 

@@ -52,9 +52,8 @@ BUNDLER_VERSION: Final = "5"
 CLI_ONLY: Final = frozenset({"typer", "rich"})
 """Project dependencies only the `dmcp` command imports."""
 
-EXCLUDED_SOURCES: Final = ("cli.py", "cli", "local", "deployed.py", "localstack_host")
-"""Parts of `dmcp_aws` no handler imports (the command, the embedded stack, stack lookup, the
-LocalStack host-mode runner)."""
+EXCLUDED_SOURCES: Final = ("cli.py", "cli", "local", "deployed.py")
+"""Parts of `dmcp_aws` no handler imports (the command, the embedded stack, stack lookup)."""
 
 BOTOCORE_SERVICES: Final = ("sqs", "sns", "sts", "dynamodb", "xray")
 """The service models a worker can load; botocore's other ~400 are left out."""

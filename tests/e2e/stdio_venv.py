@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dmcp_aws.localstack_host.venv import cache_dir
+from dmcp_localstack.venv import cache_dir
 
 REQUIREMENTS = Path(__file__).with_name("stdio_servers") / "requirements-time.txt"
 

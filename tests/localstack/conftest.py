@@ -13,9 +13,9 @@ from typing import Any
 import boto3
 import pytest
 
-from dmcp_aws.localstack_host import HostLocalStack, host_localstack
-from dmcp_aws.localstack_host.runner import still_running
-from dmcp_aws.localstack_host.venv import VenvError, find_python
+from dmcp_localstack import HostLocalStack, host_localstack
+from dmcp_localstack.runner import still_running
+from dmcp_localstack.venv import VenvError, find_python
 from tests.localstack.support import ROLE, TIMINGS, settled, wait_for, zip_of
 
 

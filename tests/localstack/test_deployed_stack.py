@@ -30,8 +30,8 @@ from mcp.shared.exceptions import MCPError
 
 from dmcp_aws.client import sqs_client_transport
 from dmcp_aws.deployed import DeployedStack, resolve_stack_sync
-from dmcp_aws.localstack_host import HostLocalStack
 from dmcp_aws.wire import to_sqs_attributes
+from dmcp_localstack import HostLocalStack
 from tests.localstack.support import TIMINGS, wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.anyio, pytest.mark.timeout(1200)]

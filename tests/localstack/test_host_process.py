@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dmcp_aws.localstack_host.plugin.host_process import HostProcess, InitError
-from dmcp_aws.localstack_host.plugin.interpreters import Interpreter
+from dmcp_localstack.plugin.host_process import HostProcess, InitError
+from dmcp_localstack.plugin.interpreters import Interpreter
 from tests.localstack.support import processes_with
 
 APP = """

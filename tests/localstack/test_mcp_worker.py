@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 
 from dmcp_aws.client import QueueTarget, sqs_client_transport
-from dmcp_aws.localstack_host import HostLocalStack, host_localstack
+from dmcp_localstack import HostLocalStack, host_localstack
 from tests.localstack.support import ROLE, wait_for
 
 pytestmark = [pytest.mark.localstack, pytest.mark.anyio]

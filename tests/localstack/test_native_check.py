@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dmcp_aws.localstack_host.plugin.native_check import elf_machine, foreign_native_modules
+from dmcp_localstack.plugin.native_check import elf_machine, foreign_native_modules
 
 MACHINES = {"x86_64": 0x3E, "aarch64": 0xB7}
 

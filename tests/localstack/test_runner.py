@@ -13,9 +13,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dmcp_aws.localstack_host import HostLocalStack, PortInUseError, host_localstack, start_localstack
-from dmcp_aws.localstack_host.processes import run_processes
-from dmcp_aws.localstack_host.runner import health, port_is_free, still_running
+from dmcp_localstack import HostLocalStack, PortInUseError, host_localstack, start_localstack
+from dmcp_localstack.processes import run_processes
+from dmcp_localstack.runner import health, port_is_free, still_running
+from dmcp_localstack.venv import LOCALSTACK_DIR
 from tests.localstack.support import ROLE, wait_for, zip_of
 
 pytestmark = pytest.mark.localstack
@@ -70,8 +71,8 @@ def test_error_in_the_block_still_stops_everything() -> None:
 def test_killed_owner_takes_localstack_and_functions_down(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import json, sys, time
-        sys.path.insert(0, {str(ROOT)!r})
-        from dmcp_aws.localstack_host import host_localstack
+        sys.path[:0] = [{str(ROOT)!r}, {str(LOCALSTACK_DIR)!r}]
+        from dmcp_localstack import host_localstack
         from tests.localstack.test_runner import start_function
         with host_localstack(port=0) as stack:
             start_function(stack)
@@ -91,13 +92,14 @@ def test_killed_owner_takes_localstack_and_functions_down(tmp_path: Path) -> Non
 
 
 def test_cli_start_status_stop() -> None:
-    from dmcp_aws.localstack_host.runner import free_port
+    from dmcp_localstack.runner import free_port
 
     port = str(free_port())
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "dmcp_aws.localstack_host", *args, "--port", port],
+            [sys.executable, "-m", "dmcp_localstack", *args, "--port", port],
+            env={**os.environ, "PYTHONPATH": str(LOCALSTACK_DIR)},
             capture_output=True,
             text=True,
             timeout=90,

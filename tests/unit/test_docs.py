@@ -7,7 +7,7 @@
   the deployment description a `-c dmcp:deployment=…` or `-d` names (it must load, and a
   `cdklocal` deploy must switch the DynamoDB ledger off), modules, files, extras, AWS CLI
   operations and their options (from botocore's service models).
-- Python snippets compile, and what they import from `dmcp_aws` and `mcp` exists.
+- Python snippets compile, and what they import from `dmcp_aws`, `dmcp_localstack` and `mcp` exists.
 - JSON snippets parse, and deployment descriptions in them validate.
 - Relative links and their `#anchors` resolve; paths in `code` under the repository's folders
   exist; no document names a Markdown file the repository does not have.
@@ -189,8 +189,16 @@ def example_tools() -> frozenset[str]:
 
 @functools.cache
 def module_help(module: str) -> str:
+    """`python -m module --help`, with the folders pytest's `pythonpath` adds (localstack/) on the path."""
+    folders = [str(ROOT / f) for f in pyproject()["tool"]["pytest"]["ini_options"].get("pythonpath", [])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*folders, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", module, "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return done.stdout + done.stderr
 
@@ -532,7 +540,7 @@ def test_python_snippets_compile_and_import_what_exists(block: Snippet) -> None:
         if (
             isinstance(node, ast.ImportFrom)
             and node.module
-            and node.module.split(".")[0] in ("dmcp_aws", "mcp")
+            and node.module.split(".")[0] in ("dmcp_aws", "dmcp_localstack", "mcp")
         ):
             module = importlib.import_module(node.module)
             for alias in node.names:

@@ -1,10 +1,10 @@
-"""Command line: `python -m dmcp_aws.localstack_host start|stop|status|env|run|venv`.
+"""Command line: `python -m dmcp_localstack start|stop|status|env|run|venv`.
 
-    python -m dmcp_aws.localstack_host start            # background, port 4566
-    eval "$(python -m dmcp_aws.localstack_host env)"    # AWS_ENDPOINT_URL=... for cdklocal, aws
-    python -m dmcp_aws.localstack_host status
-    python -m dmcp_aws.localstack_host stop
-    python -m dmcp_aws.localstack_host run --port 0     # foreground until Ctrl-C
+    python -m dmcp_localstack start             # background, port 4566
+    eval "$(python -m dmcp_localstack env)"     # AWS_ENDPOINT_URL=... for cdklocal, aws
+    python -m dmcp_localstack status
+    python -m dmcp_localstack stop
+    python -m dmcp_localstack run --port 0      # foreground until Ctrl-C
 
 A background LocalStack is remembered in `~/.cache/dmcp-aws/localstack-host/<port>.json`.
 """
@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from dmcp_aws.localstack_host.runner import (
+from dmcp_localstack.runner import (
     DEFAULT_PORT,
     HostLocalStack,
     LocalStackError,
@@ -29,7 +29,7 @@ from dmcp_aws.localstack_host.runner import (
     start_localstack,
     stop_localstack,
 )
-from dmcp_aws.localstack_host.venv import VenvError, cache_dir, ensure_venv
+from dmcp_localstack.venv import VenvError, cache_dir, ensure_venv
 
 
 def _state_file(port: int) -> Path:
@@ -48,7 +48,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     path.write_text(stack.to_json())
     print(f"LocalStack ready at {stack.endpoint} in {stack.started_in_s:.1f}s")
     print(f"pid {stack.pid}, log {stack.log_path}")
-    print(f"stop with: python -m dmcp_aws.localstack_host stop --port {stack.port}")
+    print(f"stop with: python -m dmcp_localstack stop --port {stack.port}")
     return 0
 
 
@@ -104,9 +104,7 @@ def cmd_venv(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dmcp_aws.localstack_host", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m dmcp_localstack", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, func, helptext in (
         ("start", cmd_start, "start in the background"),

@@ -34,9 +34,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from dmcp_aws.localstack_host.plugin_wheel import EXECUTOR_NAME
-from dmcp_aws.localstack_host.processes import MARKER_ENV, kill_run, run_processes
-from dmcp_aws.localstack_host.venv import ensure_venv
+from dmcp_localstack.plugin_wheel import EXECUTOR_NAME
+from dmcp_localstack.processes import MARKER_ENV, kill_run, run_processes
+from dmcp_localstack.venv import ensure_venv
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4566

@@ -25,16 +25,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dmcp_aws.localstack_host.plugin.interpreters import interpreter_candidates, probe_version
-from dmcp_aws.localstack_host.plugin_wheel import build_plugin_wheel, plugin_hash
+from dmcp_localstack.plugin.interpreters import interpreter_candidates, probe_version
+from dmcp_localstack.plugin_wheel import build_plugin_wheel, plugin_hash
 
 REQUIRED_PYTHON = (3, 13)
 PYTHON_ENV = "DMCP_LOCALSTACK_PYTHON"
 """Interpreter to build the venv with (default: python3.13 on PATH, then pyenv)."""
 CACHE_ENV = "DMCP_AWS_CACHE_DIR"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-REQUIREMENTS = REPO_ROOT / "localstack" / "requirements-host.txt"
-CONSTRAINTS = REPO_ROOT / "localstack" / "constraints-host.txt"
+LOCALSTACK_DIR = Path(__file__).resolve().parents[1]
+"""The repository's `localstack/` folder: this package and LocalStack's pins."""
+REQUIREMENTS = LOCALSTACK_DIR / "requirements-host.txt"
+CONSTRAINTS = LOCALSTACK_DIR / "constraints-host.txt"
 
 
 class VenvError(RuntimeError):
