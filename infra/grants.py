@@ -15,7 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import IConstruct
 
-from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX
+from dmcp_aws.naming import CONNECTION_QUEUE_PREFIX
 
 __all__ = [
     "CONNECTION_QUEUE_PREFIX",

@@ -11,7 +11,8 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from dmcp_aws.deployed import Output
-from dmcp_aws.deployment import UNROUTED, Deployment, QueueSpec, topology
+from dmcp_aws.deployment import Deployment, QueueSpec, topology
+from dmcp_aws.naming import UNROUTED
 from infra.catch_all import UnroutedRequests
 from infra.client_queue import ClientQueue, ClientQueueProps
 from infra.idempotency_ledger import IdempotencyLedger, IdempotencyLedgerProps

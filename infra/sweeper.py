@@ -21,7 +21,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX
+from dmcp_aws.naming import CONNECTION_QUEUE_PREFIX
 from infra.config import SWEEPER_HANDLER
 from infra.grants import SWEEPER_ACTIONS, queue_name_arn
 from infra.nag import acknowledge, nag_arn

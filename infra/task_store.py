@@ -11,6 +11,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from dmcp_aws.naming import TASKS_TABLE_VARIABLE
 from dmcp_aws.tasks.store import TTL_ATTRIBUTE
 from infra.server_worker import ServerWorker
 
@@ -54,4 +55,4 @@ class TaskStore(Construct):
             )
         )
         worker.request_queue.grant_send_messages(role)  # a task's work is a message of its own
-        worker.function.add_environment("DMCP_TASKS_TABLE", self.table.table_name)
+        worker.function.add_environment(TASKS_TABLE_VARIABLE, self.table.table_name)

@@ -50,8 +50,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import REQUEST_TIMEOUT
 
 from dmcp_aws.client import TopicTarget, sqs_client_transport
-from dmcp_aws.deployment import LAST_WORD_DELIVERIES, VISIBILITY_PER_TIMEOUT, Deployment, topology
+from dmcp_aws.deployment import VISIBILITY_PER_TIMEOUT, Deployment, topology
 from dmcp_aws.local.provision import Provisioned, provision
+from dmcp_aws.naming import LAST_WORD_DELIVERIES
 from dmcp_aws.wire import Attr
 
 logger = logging.getLogger("crash")

@@ -14,7 +14,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 from infra.principals import client_principal
 
-from dmcp_aws.deployment import UNROUTED, topology
+from dmcp_aws.deployment import topology
+from dmcp_aws.naming import UNROUTED
 from tests.infra.conftest import CI_ROLE, LAPTOP_ROLE, SAMPLE, logical_id_of
 
 SHAPE = topology(SAMPLE)

@@ -11,7 +11,8 @@ from infra.bundling import BundleSpec
 from infra.server_worker import RUNTIME
 
 from dmcp_aws.deployed import Output
-from dmcp_aws.deployment import CATCH_ALL_HANDLER, LAST_WORD_DELIVERIES, topology
+from dmcp_aws.deployment import CATCH_ALL_HANDLER, topology
+from dmcp_aws.naming import LAST_WORD_DELIVERIES
 from tests.infra.conftest import SAMPLE, build_stack, logical_id_of
 
 SHAPE = topology(SAMPLE)

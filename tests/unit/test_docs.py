@@ -36,7 +36,8 @@ from typing import Any
 
 import pytest
 
-from dmcp_aws.deployment import _REQUIREMENT, LAST_WORD_DELIVERIES, Deployment, ServerSpec, topology
+from dmcp_aws.deployment import _REQUIREMENT, Deployment, ServerSpec, topology
+from dmcp_aws.naming import LAST_WORD_DELIVERIES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), ROOT / "localstack" / "README.md"])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from dmcp_aws.client import QueueTarget, TopicTarget
-from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX, CONNECTION_QUEUE_SEPARATOR
+from dmcp_aws.naming import CONNECTION_QUEUE_PREFIX, CONNECTION_QUEUE_SEPARATOR
 
 
 class Output:

@@ -19,20 +19,14 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CONNECTION_QUEUE_PREFIX: Final = "conn-"
-"""Per-connection reply queues are named `<reply prefix>conn-<client>_<random>`: a client may create
-and delete only those under its own `<reply prefix>conn-<client>_`, which can never be another
-client's provisioned queue `<reply prefix><client name>` nor another client's connection queue
-(client names have no `_`)."""
-
-CONNECTION_QUEUE_SEPARATOR: Final = "_"
-CONNECTION_QUEUE_RANDOM_CHARS: Final = 16
-"""Hex digits of randomness the client transport appends to its connection-queue prefix (the
-name is not a secret: the connection's secret `dmcp.conn` is minted separately)."""
-MAX_QUEUE_NAME: Final = 80
-
-UNROUTED: Final = "unrouted"
-"""Reserved server name of the catch-all that answers requests for servers nobody serves."""
+from dmcp_aws.naming import (  # re-exported: every part of a deployment agrees on them
+    CONNECTION_QUEUE_PREFIX,
+    CONNECTION_QUEUE_RANDOM_CHARS,
+    CONNECTION_QUEUE_SEPARATOR,
+    LAST_WORD_DELIVERIES,
+    MAX_QUEUE_NAME,
+    UNROUTED,
+)
 
 _NAME = r"^[a-z][a-z0-9-]{0,30}$"
 
@@ -336,9 +330,6 @@ class Topology:
 
 CATCH_ALL_HANDLER: Final = "dmcp_aws.catch_all.handler"
 
-LAST_WORD_DELIVERIES: Final = 3
-"""Deliveries a request queue allows beyond a server's `max_receive_count` (see there): each is
-cheap (nothing runs), and SQS counts receives that no worker ever saw."""
 
 VISIBILITY_PER_TIMEOUT: Final = 6
 """AWS's advice: a queue's visibility timeout is at least six times its function's timeout."""

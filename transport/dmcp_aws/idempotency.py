@@ -21,19 +21,20 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyItemAlreadyExistsError,
-    IdempotencyItemNotFoundError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
+
+from dmcp_aws.threaded_aws import in_thread
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 DEFAULT_EXPIRY_S: Final = 3600
 """How long a finished request's answer is kept to answer duplicates."""
 _UNKNOWN_HOLD_MS: Final = 30_000
+_COMPLETED: Final = "COMPLETED"
+"""powertools' status of a record whose request finished (`STATUS_CONSTANTS["COMPLETED"]`)."""
 CANCELLED: Final = {"dmcp": "cancelled"}
 """What the ledger holds for a request its client cancelled: it is not run (again) and, as MCP
 asks of a cancelled request, not answered."""
@@ -71,16 +72,38 @@ class Claim:
 
 
 class RequestLedger:
-    """Which requests have started and finished, and their answers."""
+    """Which requests have started and finished, and their answers.
+
+    The persistence layer (and powertools' idempotency utility, ~40 ms to import) is built on
+    first use: a function whose tools all skip the ledger (`dmcp_aws.run_once`) never pays for it.
+    """
 
     def __init__(
         self, table_name: str, *, function_name: str, expires_after_s: int = DEFAULT_EXPIRY_S
     ) -> None:
-        self.store = DynamoDBPersistenceLayer(table_name=table_name)
-        config = IdempotencyConfig(
-            event_key_jmespath="key", expires_after_seconds=expires_after_s, raise_on_no_idempotency_key=True
-        )
-        self.store.configure(config, key_prefix=f"dmcp#{function_name}")
+        self._table_name = table_name
+        self._key_prefix = f"dmcp#{function_name}"
+        self._expires_after_s = expires_after_s
+        self._store: DynamoDBPersistenceLayer | None = None
+
+    @property
+    def store(self) -> DynamoDBPersistenceLayer:
+        """powertools' DynamoDB persistence layer for the ledger's table."""
+        if self._store is None:
+            from aws_lambda_powertools.utilities.idempotency import (
+                DynamoDBPersistenceLayer,
+                IdempotencyConfig,
+            )
+
+            store = DynamoDBPersistenceLayer(table_name=self._table_name)
+            config = IdempotencyConfig(
+                event_key_jmespath="key",
+                expires_after_seconds=self._expires_after_s,
+                raise_on_no_idempotency_key=True,
+            )
+            store.configure(config, key_prefix=self._key_prefix)
+            self._store = store
+        return self._store
 
     async def begin(self, claim: Claim, remaining_ms: int) -> dict[str, Any] | None:
         """Claim a request: None to serve it, the stored answer if it was served already.
@@ -89,13 +112,16 @@ class RequestLedger:
         once that time has passed. Raises `RequestInProgress` (with the claim's remaining time)
         while another delivery holds it.
         """
+        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+
         data = claim.data()
+        store = self.store
         try:
-            await anyio.to_thread.run_sync(self.store.save_inprogress, data, remaining_ms)
+            await in_thread(store.save_inprogress, data, remaining_ms)
             return None
         except IdempotencyItemAlreadyExistsError as exists:
-            record = exists.old_data_record or await anyio.to_thread.run_sync(self.store.get_record, data)
-        if record is not None and record.status == STATUS_CONSTANTS["COMPLETED"]:
+            record = exists.old_data_record or await in_thread(store.get_record, data)
+        if record is not None and record.status == _COMPLETED:
             return record.response_json_as_dict()
         expiry = getattr(record, "in_progress_expiry_timestamp", None)
         left = int(float(expiry) - time.time() * 1000) if expiry else _UNKNOWN_HOLD_MS
@@ -103,22 +129,24 @@ class RequestLedger:
 
     async def complete(self, claim: Claim, answer: dict[str, Any]) -> None:
         """Record the answer of a served request."""
-        await anyio.to_thread.run_sync(self.store.save_success, claim.data(), answer)
+        await in_thread(self.store.save_success, claim.data(), answer)
 
     async def cancel(self, claim: Claim) -> None:
         """Mark a request cancelled, whether it has not started yet, is running or is done: a
         delivery that has not started will not run, and a running one sees the mark."""
-        await anyio.to_thread.run_sync(self.store.save_success, claim.data(), CANCELLED)
+        await in_thread(self.store.save_success, claim.data(), CANCELLED)
 
     async def was_cancelled(self, claim: Claim) -> bool:
         """Whether the request was marked cancelled (one consistent read)."""
+        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemNotFoundError
+
         try:
-            record = await anyio.to_thread.run_sync(self.store.get_record, claim.data())
+            record = await in_thread(self.store.get_record, claim.data())
         except IdempotencyItemNotFoundError:
             return False
         return (
             record is not None
-            and record.status == STATUS_CONSTANTS["COMPLETED"]
+            and record.status == _COMPLETED
             and is_cancelled(record.response_json_as_dict())
         )
 
@@ -126,4 +154,4 @@ class RequestLedger:
         """Release a claim whose request could not be answered, so a redelivery may serve it."""
         reason = problem if isinstance(problem, Exception) else RuntimeError(repr(problem))
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.store.delete_record, claim.data(), reason)
+            await in_thread(self.store.delete_record, claim.data(), reason)

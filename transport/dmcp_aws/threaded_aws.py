@@ -7,7 +7,7 @@
 It has the shape of `aioboto3.Session` that the worker uses (`client(...)` as an async context
 manager, operations awaited with keyword arguments, botocore's `ClientError` on failure), so the
 worker's code reads the same with either. Each call runs the boto3 client's method on one of the
-session's threads (boto3 clients are thread-safe; the client is created once, off the event
+process's AWS threads (`in_thread`) (boto3 clients are thread-safe; the client is created once, off the event
 loop). The threads outlive each invocation's event-loop run, unlike `anyio.to_thread`'s, which
 end with the task that started them (in Lambda, every invocation).
 
@@ -36,6 +36,14 @@ and drop a connection each time when a batch's records send at once)."""
 
 _SESSION_LOCK: Final = threading.Lock()
 """boto3 sessions are not thread-safe: clients are created one at a time."""
+_THREADS: Final = ThreadPoolExecutor(max_workers=POOL_CONNECTIONS, thread_name_prefix="dmcp-aws")
+"""Where blocking AWS calls run (threads start when first needed and are then reused)."""
+
+
+async def in_thread(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`call(*args, **kwargs)` on one of the process's AWS threads, awaited."""
+    bound = functools.partial(call, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_THREADS, bound)
 
 
 class ThreadedClient:
@@ -45,21 +53,16 @@ class ThreadedClient:
     boto3 client's own.
     """
 
-    def __init__(self, client: Any, threads: ThreadPoolExecutor) -> None:
+    def __init__(self, client: Any) -> None:
         self.sync = client
         """The boto3 client underneath."""
-        self._threads = threads
         self._operations = frozenset(client.meta.method_to_api_mapping)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.sync, name)
         if name not in self._operations:
             return attribute
-        return functools.partial(self._in_thread, attribute)
-
-    async def _in_thread(self, operation: Callable[..., Any], **kwargs: Any) -> Any:
-        call = functools.partial(operation, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        return functools.partial(in_thread, attribute)
 
 
 class ThreadedSession:
@@ -67,16 +70,14 @@ class ThreadedSession:
 
     def __init__(self, session: boto3.Session | None = None, **session_options: Any) -> None:
         self._session = session or boto3.Session(**session_options)
-        self._threads = ThreadPoolExecutor(max_workers=POOL_CONNECTIONS, thread_name_prefix="dmcp-aws")
 
     @asynccontextmanager
     async def client(self, service_name: str, **options: Any) -> AsyncIterator[ThreadedClient]:
         """A client for `service_name` (boto3's `client` options), closed on exit."""
         options.setdefault("config", Config(max_pool_connections=POOL_CONNECTIONS))
-        loop = asyncio.get_running_loop()
-        client = await loop.run_in_executor(self._threads, self._create, service_name, options)
+        client = await in_thread(self._create, service_name, options)
         try:
-            yield ThreadedClient(client, self._threads)
+            yield ThreadedClient(client)
         finally:
             client.close()
 

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from botocore.exceptions import ClientError
@@ -58,16 +58,15 @@ from mcp_types import (
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from dmcp_aws.back_channel import AnswerSlots, answer_key, new_server_request_id
-from dmcp_aws.deployment import CONNECTION_QUEUE_PREFIX, LAST_WORD_DELIVERIES, UNROUTED
 from dmcp_aws.errors import MissingAttribute, UnsupportedWireVersion, WireError
 from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger, is_cancelled
+from dmcp_aws.naming import CONNECTION_QUEUE_PREFIX, LAST_WORD_DELIVERIES, TASKS_TABLE_VARIABLE, UNROUTED
 from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
 from dmcp_aws.reply_batch import ReplyBatcher
 from dmcp_aws.request_context import QueueRequest, serving
 from dmcp_aws.run_once import ToolHints
 from dmcp_aws.serving import AskClient, deliver_notification, serve_request
-from dmcp_aws.tasks.runner import TaskPort, TaskWorker
 from dmcp_aws.threaded_aws import AsyncAwsSession, ThreadedSession
 from dmcp_aws.wire import (
     Attr,
@@ -81,6 +80,9 @@ from dmcp_aws.wire import (
     request_digest,
     to_sqs_attributes,
 )
+
+if TYPE_CHECKING:
+    from dmcp_aws.tasks.runner import TaskPort, TaskWorker
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +252,7 @@ class Worker:
         )
         """The same table under one namespace for every worker of the deployment: single-outcome
         claims must meet whichever worker received a copy."""
-        self._tasks = TaskWorker.from_env(server, self._session)
+        self._tasks = _tasks_from_env(server, self._session)
         """The Tasks extension (`dmcp_aws.tasks`); None when the deployment has no task table."""
 
     @property
@@ -538,6 +540,7 @@ class Worker:
         may_run: bool,
     ) -> TaskPort:
         """What the Tasks extension needs of this worker to handle one request (`dmcp_aws.tasks`)."""
+        from dmcp_aws.tasks.runner import TaskPort
 
         async def send(message: JSONRPCMessage) -> None:
             await self._send(channel, message, getattr(message, "id", None))
@@ -880,6 +883,16 @@ class _GaveUp(Exception):
     """A request out of deliveries: answered with an error and dead-lettered."""
 
     reason = "retries-exhausted"
+
+
+def _tasks_from_env(server: MCPServer | Server[Any], session: AsyncAwsSession) -> TaskWorker | None:
+    """The Tasks extension's side of the worker, where the deployment has a task table (its code
+    is imported only then: every import is paid at each cold start)."""
+    if not os.environ.get(TASKS_TABLE_VARIABLE):
+        return None
+    from dmcp_aws.tasks.runner import TaskWorker
+
+    return TaskWorker.from_env(server, session)
 
 
 def _delivery(raw: Mapping[str, Any]) -> int:

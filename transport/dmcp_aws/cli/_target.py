@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 import typer
 
 from dmcp_aws.cli._common import START_DEV, CliError
+from dmcp_aws.naming import UNROUTED
 
 if TYPE_CHECKING:
     from dmcp_aws.deployed import DeployedStack
 
 DEFAULT_ENV_FILE: Final = Path(".dmcp/dev.env")
-UNROUTED: Final = "unrouted"  # dmcp_aws.deployment.UNROUTED, without importing pydantic here
 
 ServerOption = Annotated[
     str | None,

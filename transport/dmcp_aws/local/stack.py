@@ -26,6 +26,7 @@ from dmcp_aws.client import QueueTarget, TopicTarget
 from dmcp_aws.deployment import DEFAULT_DEPLOYMENT, Deployment, Topology, WorkerSpec, topology
 from dmcp_aws.local.poller import EventSourceMapping, MappingSettings
 from dmcp_aws.local.provision import Provisioned, provision
+from dmcp_aws.naming import TASKS_TABLE_VARIABLE
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ def worker_environment(
     values = {
         "DMCP_REPLY_PREFIX": shape.reply_prefix,
         "DMCP_IDEMPOTENCY_TABLE": shape.idempotency_table or "",
-        "DMCP_TASKS_TABLE": shape.tasks_table or "",
+        TASKS_TABLE_VARIABLE: shape.tasks_table or "",
         "LAMBDA_TASK_ROOT": root,
         # Each worker's own settings: their names are per server, so they never clash.
         **{name: value for worker in shape.workers for name, value in worker.environment.items()},

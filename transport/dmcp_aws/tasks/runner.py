@@ -41,6 +41,7 @@ from mcp_types import (
     JSONRPCResponse,
 )
 
+from dmcp_aws.naming import TASKS_TABLE_VARIABLE
 from dmcp_aws.request_context import QueueRequest, serving
 from dmcp_aws.serving import serve_request
 from dmcp_aws.tasks.context import RunningTask, running
@@ -97,7 +98,7 @@ class TaskSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> TaskSettings | None:
         """`DMCP_TASKS_TABLE` (None when unset: no tasks), `DMCP_TASK_TTL_S`, `DMCP_TASK_POLL_MS`."""
-        table = environ.get("DMCP_TASKS_TABLE")
+        table = environ.get(TASKS_TABLE_VARIABLE)
         if not table:
             return None
         ttl_s = environ.get("DMCP_TASK_TTL_S")
