@@ -20,14 +20,14 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import count as numbers
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
-from anyio.abc import ByteSendStream
+from anyio.abc import ByteSendStream, Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from dmcp_aws.local.stack import RunningStack
@@ -170,20 +170,24 @@ class Peer:
                 with anyio.fail_after(READY_SECONDS):
                     ready = await pipes[1].receive_until(b"\n", 1 << 16)
                 if "ready" not in json.loads(ready):
-                    raise PeerUnavailable(f"the peer did not start: {ready[:200]!r}")
-            except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError) as error:
-                process.kill()
-                await process.wait()
+                    raise ValueError(ready[:200])
+            except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError, ValueError) as error:
+                await _end(process, 0)
                 raise PeerUnavailable(f"the peer did not start: {_tail(stderr) or repr(error)}") from error
             try:
                 yield pipes
             finally:
                 await process.stdin.aclose()  # the peer leaves at the end of its stdin
-                with anyio.move_on_after(5):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+                await _end(process, 5)
+
+
+async def _end(process: Process, grace: float) -> None:
+    """Wait up to `grace` seconds for `process` to exit, then kill it."""
+    with anyio.move_on_after(grace):
+        await process.wait()
+    with suppress(ProcessLookupError):
+        process.kill()
+    await process.wait()
 
 
 def _tail(stderr: IO[bytes]) -> str:

@@ -1,6 +1,6 @@
 """Performance against the floor, all measured in one run on one moto process (`make bench`).
 
-    .venv/bin/python benchmarks/performance.py [--calls 200] [--rounds 2]
+    .venv/bin/python benchmarks/performance.py [--calls 200] [--rounds 2] [--no-peer]
 
 The floor is a bare aioboto3 SNS → SQS → SQS ping-pong (publish to a topic, an echo poller
 receives from the subscribed queue, sends the body to the caller's reply queue and deletes the
@@ -11,9 +11,10 @@ source mapping emulation), a `mcp.Client` calls:
 - `echo_once`, the same tool not annotated: it runs once, through the ledger (two DynamoDB writes);
 - `echo` on a deployment without a ledger.
 Latency is the median of sequential calls, interleaved so that every variant sees the same
-machine; throughput is calls per second with 10 calls in flight on one client, and with 10
-clients making calls one after another. AWS calls are counted by a hook on botocore's (and
-aiobotocore's) `_make_api_call`, over everything in the process (client, workers, pollers).
+machine, each after a short pause (so none pays for the work the previous one left behind);
+throughput is calls per second with 10 calls in flight on one client, and with 10 clients making
+calls one after another. AWS calls are counted by a hook on botocore's (and aiobotocore's)
+`_make_api_call`, over everything in the process (client, workers, pollers).
 Then: what connecting costs, and the cold import of the Lambda handler. Every figure is a ratio
 to a baseline measured in the same run; the machines are noisy, the absolute numbers are not the
 point. The nearest peer library, asyncmcp (SNS+SQS transport, `echo` on one server process), runs
@@ -56,6 +57,9 @@ BENCH = {
 }
 IN_FLIGHT = 10
 CLIENTS = 10
+SETTLE_SECONDS = 0.025
+"""Pause before each sequential call: a call leaves work behind (deletes, the next polls) that would
+otherwise slow whichever variant comes next in the interleaving (by about 5 ms here)."""
 
 Call = Callable[[], Awaitable[Any]]
 
@@ -265,6 +269,7 @@ async def measure_stack(
                 await sequential(lanes[0], 10)
             for _ in range(calls):
                 for name, lanes in opened.items():
+                    await anyio.sleep(SETTLE_SECONDS)
                     figures[name].latencies += await sequential(lanes[0], 1)
             for _ in range(rounds):
                 for name, lanes in opened.items():
