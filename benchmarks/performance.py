@@ -1,6 +1,6 @@
 """Performance against the floor, all measured in one run on one moto process (`make bench`).
 
-    .venv/bin/python benchmarks/performance.py [--calls 200] [--rounds 2]
+    .venv/bin/python benchmarks/performance.py [--calls 200] [--rounds 2] [--no-peer]
 
 The floor is a bare aioboto3 SNS → SQS → SQS ping-pong (publish to a topic, an echo poller
 receives from the subscribed queue, sends the body to the caller's reply queue and deletes the
@@ -11,12 +11,15 @@ source mapping emulation), a `mcp.Client` calls:
 - `echo_once`, the same tool not annotated: it runs once, through the ledger (two DynamoDB writes);
 - `echo` on a deployment without a ledger.
 Latency is the median of sequential calls, interleaved so that every variant sees the same
-machine; throughput is calls per second with 10 calls in flight on one client, and with 10
-clients making calls one after another. AWS calls are counted by a hook on botocore's (and
-aiobotocore's) `_make_api_call`, over everything in the process (client, workers, pollers).
+machine, each after a short pause (so none pays for the work the previous one left behind);
+throughput is calls per second with 10 calls in flight on one client, and with 10 clients making
+calls one after another. AWS calls are counted by a hook on botocore's (and aiobotocore's)
+`_make_api_call`, over everything in the process (client, workers, pollers).
 Then: what connecting costs, and the cold import of the Lambda handler. Every figure is a ratio
 to a baseline measured in the same run; the machines are noisy, the absolute numbers are not the
-point. The peer library (asyncmcp) needs `mcp<2` and cannot share this environment; it is left out.
+point. The nearest peer library, asyncmcp (SNS+SQS transport, `echo` on one server process), runs
+in a venv of its own as a subprocess on the same moto and is interleaved like the rest
+(benchmarks/asyncmcp_row.py; `--no-peer` leaves it out, and it is skipped if its venv cannot be built).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from asyncmcp_row import KEY as PEER
+from asyncmcp_row import Peer
 from botocore.config import Config
 from mcp import Client
 
@@ -52,6 +57,9 @@ BENCH = {
 }
 IN_FLIGHT = 10
 CLIENTS = 10
+SETTLE_SECONDS = 0.025
+"""Pause before each sequential call: a call leaves work behind (deletes, the next polls) that would
+otherwise slow whichever variant comes next in the interleaving (by about 5 ms here)."""
 
 Call = Callable[[], Awaitable[Any]]
 
@@ -82,6 +90,11 @@ class AwsCalls:
 
         BaseClient._make_api_call = counted_sync  # type: ignore[method-assign]
         AioBaseClient._make_api_call = counted_async  # type: ignore[method-assign]
+
+    def add(self, operations: Counter[str]) -> None:
+        """Calls another process made (the peer's), counted as this one's."""
+        self.count += sum(operations.values())
+        self.by_operation += operations
 
 
 CALLS = AwsCalls()
@@ -240,19 +253,23 @@ async def _clients(stack: RunningStack, count: int) -> AsyncIterator[list[Client
 
 
 async def measure_stack(
-    deployment: Deployment, variants: list[str], calls: int, rounds: int
+    deployment: Deployment, variants: list[str], calls: int, rounds: int, peer: Peer | None = None
 ) -> dict[str, Figures]:
-    """Figures for the floor and each dMCP variant (a tool name), interleaved, on one stack."""
-    figures = {name: Figures() for name in ["floor", *variants]}
+    """Figures for the floor, each dMCP variant (a tool name) and the peer, interleaved, on one stack."""
     note(f"stack {deployment.name} (ledger: {deployment.idempotency}): {', '.join(variants)}")
     async with embedded_stack(deployment, code_root=ROOT) as stack, floor(stack, CLIENTS) as floor_calls:
         opened: dict[str, list[Call]] = {"floor": floor_calls}
-        async with _all_callers(stack, variants) as dmcp_calls:
-            opened |= dmcp_calls
+        async with (
+            _all_callers(stack, variants) as dmcp_calls,
+            (peer or Peer()).callers(stack, CLIENTS, CALLS.add) as peer_calls,
+        ):
+            opened |= dmcp_calls | peer_calls
+            figures = {name: Figures() for name in opened}
             for lanes in opened.values():  # warm every path
                 await sequential(lanes[0], 10)
             for _ in range(calls):
                 for name, lanes in opened.items():
+                    await anyio.sleep(SETTLE_SECONDS)
                     figures[name].latencies += await sequential(lanes[0], 1)
             for _ in range(rounds):
                 for name, lanes in opened.items():
@@ -345,7 +362,7 @@ def goal_line(label: str, value: str, ratio: float, goal: str, met: bool) -> str
     return f"{label:<48} {value:>18} {ratio:6.2f}x   goal {goal:<9} {'met' if met else 'NOT met'}"
 
 
-def table(figures: dict[str, Figures], no_ledger: dict[str, Figures]) -> list[str]:
+def table(figures: dict[str, Figures], no_ledger: dict[str, Figures], peer: Peer) -> list[str]:
     """The issue's table: each row's figures and their ratio to its stack's floor."""
     base = figures["floor"]
     rows = [
@@ -354,6 +371,8 @@ def table(figures: dict[str, Figures], no_ledger: dict[str, Figures]) -> list[st
         ("dMCP, a run-once tool (echo_once)", figures["echo_once"], base),
         ("dMCP, no ledger deployed (echo)", no_ledger["echo"], no_ledger["floor"]),
     ]
+    if PEER in figures:
+        rows.append((f"{peer.label} (own process)", figures[PEER], base))
     lines = [
         f"{'':<36}{'median RTT':>17}{'calls/s, 10 in flight':>22}{'calls/s, 10 clients':>22}{'AWS calls':>11}"
     ]
@@ -444,6 +463,12 @@ LAMBDA_GB = 0.5
 _DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
 
 
+def operations(figures: Figures) -> str:
+    """The AWS calls per call at 10 in flight, by operation, most first."""
+    per_call = {op: n / figures.calls_made for op, n in figures.operations.items()}
+    return ", ".join(f"{op} {n:.2f}" for op, n in sorted(per_call.items(), key=lambda kv: -kv[1]))
+
+
 def costs(figures: Figures) -> list[str]:
     """The cost of a million calls at list prices, from the AWS calls counted per call."""
     per_call = {op: n / figures.calls_made for op, n in figures.operations.items()}
@@ -458,18 +483,20 @@ def costs(figures: Figures) -> list[str]:
         "Lambda requests": invocations * PRICES["lambda_request"],
         "Lambda duration": LAMBDA_MS_PER_CALL / 1000 * LAMBDA_GB * PRICES["lambda_gb_s"] * 1e6,
     }
-    detail = ", ".join(f"{op} {n:.2f}" for op, n in sorted(per_call.items(), key=lambda kv: -kv[1]))
     total = sum(dollars.values())
     return [
-        f"  AWS calls per call: {detail}; worker invocations per call {invocations:.2f}",
+        f"  AWS calls per call: {operations(figures)}; worker invocations per call {invocations:.2f}",
         "  per million calls: " + ", ".join(f"{k} ${v:.2f}" for k, v in dollars.items()) + f" = ${total:.2f}",
     ]
 
 
-async def main(calls: int, rounds: int) -> None:
+async def main(calls: int, rounds: int, peer_wanted: bool) -> None:
     CALLS.install()
+    if peer_wanted:
+        note("the asyncmcp venv (built on first use)")
+    peer = Peer.prepare(peer_wanted)
     deployed = Deployment.parse(BENCH)
-    figures = await measure_stack(deployed, ["echo", "echo_once"], calls, rounds)
+    figures = await measure_stack(deployed, ["echo", "echo_once"], calls, rounds, peer)
     no_ledger = await measure_stack(
         deployed.model_copy(update={"idempotency": False}), ["echo"], calls, rounds
     )
@@ -490,7 +517,9 @@ async def main(calls: int, rounds: int) -> None:
     print(
         f"and over {CLIENTS} clients, {rounds} rounds; every ratio is to the floor measured on the same stack"
     )
-    print("\n".join(table(figures, no_ledger)))
+    print("\n".join(table(figures, no_ledger, peer)))
+    if peer.skipped:
+        print(f"{peer.label}: left out ({peer.skipped})")
     print()
     print("goals (issue 12); connect is against a bare ping-pong's round trip; imports against a bare")
     print("`import boto3; from mcp.server.mcpserver import MCPServer`")
@@ -506,6 +535,8 @@ async def main(calls: int, rounds: int) -> None:
     ):
         print(label)
         print("\n".join(costs(figures[name])))
+    if PEER in figures:
+        print(f"{peer.label}, AWS calls per call: {operations(figures[PEER])}")
 
 
 if __name__ == "__main__":
@@ -513,5 +544,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-peer", action="store_true", help="leave out the asyncmcp row")
     arguments = parser.parse_args()
-    anyio.run(main, arguments.calls, arguments.rounds)
+    anyio.run(main, arguments.calls, arguments.rounds, not arguments.no_peer)
