@@ -53,6 +53,7 @@ bench: $(INSTALLED)  ## the performance table and goals against a bare SNS→SQS
 	$(BIN)/python benchmarks/performance.py
 	$(BIN)/python benchmarks/stdio_relay.py
 	$(BIN)/python benchmarks/elicitation.py
+	$(BIN)/python benchmarks/call_timeline.py
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .build .mypy_cache .pytest_cache .ruff_cache
