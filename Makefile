@@ -49,7 +49,7 @@ test-localstack: $(INSTALLED) $(NODE_INSTALLED)  ## the LocalStack layer alone: 
 synth: $(INSTALLED) $(NODE_INSTALLED)  ## cdk synth with the pinned CLI, from the project venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth
 
-bench: $(INSTALLED)  ## the performance table and goals against a bare SNS→SQS→SQS floor (benchmarks/performance.py), `dmcp stdio`'s added latency, one elicitation round trip
+bench: $(INSTALLED)  ## the performance table and goals against a bare SNS→SQS→SQS floor and the asyncmcp peer (benchmarks/performance.py), `dmcp stdio`'s added latency, one elicitation round trip, one call's timeline
 	$(BIN)/python benchmarks/performance.py
 	$(BIN)/python benchmarks/stdio_relay.py
 	$(BIN)/python benchmarks/elicitation.py
