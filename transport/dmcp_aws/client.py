@@ -65,8 +65,10 @@ from mcp_types import (
 )
 
 from dmcp_aws.errors import WireError
+from dmcp_aws.reply_batch import MAX_ENTRIES, chunks, entry_error
 from dmcp_aws.wire import (
     Attr,
+    WireMessage,
     client_params_attribute,
     decode,
     encode_request,
@@ -429,14 +431,34 @@ class _Connection:
             logger.warning("could not delete a reply: %s", failure.get("Message"))
 
     async def _write_requests(self, write_recv: MemoryObjectReceiveStream[SessionMessage]) -> None:
-        """Publish each outgoing message; a request that cannot be sent is answered locally."""
+        """Publish the outgoing messages; those the session queued together leave in one batch
+        call (`PublishBatch` or `SendMessageBatch`, ten at most). A request that cannot be sent
+        is answered locally."""
         limiter = anyio.Semaphore(_PUBLISH_CONCURRENCY)
         async with write_recv, anyio.create_task_group() as tg:
-            async for session_message in write_recv:
+            async for first in write_recv:
+                await anyio.sleep(0)  # callers woken with this one queue theirs too
+                batch = [first]
+                while len(batch) < MAX_ENTRIES:
+                    try:
+                        batch.append(write_recv.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
                 await limiter.acquire()
-                tg.start_soon(self._publish_one, session_message, limiter)
+                tg.start_soon(self._publish, batch, limiter)
 
-    async def _publish_one(self, session_message: SessionMessage, limiter: anyio.Semaphore) -> None:
+    async def _publish(self, batch: list[SessionMessage], limiter: anyio.Semaphore) -> None:
+        try:
+            prepared = [ready for m in batch if (ready := await self._prepare(m)) is not None]
+            problems = await self._send_all([wire for _, wire in prepared])
+            for (message, _), problem in zip(prepared, problems, strict=True):
+                if problem is not None:
+                    await self._could_not_send(message, problem)
+        finally:
+            limiter.release()
+
+    async def _prepare(self, session_message: SessionMessage) -> tuple[Any, WireMessage] | None:
+        """Encode an outgoing message and start waiting for its answer (None: nothing to send)."""
         message = session_message.message
         try:
             if isinstance(message, JSONRPCRequest) and message.method == "initialize":
@@ -444,7 +466,7 @@ class _Connection:
             concerns = self._concerns(message)
             if isinstance(message, JSONRPCResponse | JSONRPCError) and concerns is None:
                 logger.warning("dropped an answer to server request %r: none is open", message.id)
-                return
+                return None
             wire = encode_request(
                 message,
                 server=self.target.server,
@@ -461,21 +483,23 @@ class _Connection:
                 cancelled = (message.params or {}).get("requestId")
                 if isinstance(cancelled, str | int):
                     self._finish(cancelled)
-            await self._send(wire.body, wire.attributes)
         except Exception as exc:
-            logger.warning("could not send %s: %s", getattr(message, "method", "message"), exc)
-            if isinstance(message, JSONRPCRequest):
-                self._finish(message.id)
-                error = ErrorData(
-                    code=INTERNAL_ERROR, message=f"dMCP transport could not send the request: {exc}"
-                )
-                await self._tell_session(
-                    SessionMessage(JSONRPCError(jsonrpc="2.0", id=message.id, error=error))
-                )
-            else:
-                await self._tell_session(exc)
-        finally:
-            limiter.release()
+            await self._could_not_send(message, exc)
+            return None
+        return message, wire
+
+    async def _could_not_send(self, message: Any, problem: Exception) -> None:
+        """A request that could not be sent gets its error answer here; the session hears of
+        any other message that could not."""
+        logger.warning("could not send %s: %s", getattr(message, "method", "message"), problem)
+        if isinstance(message, JSONRPCRequest):
+            self._finish(message.id)
+            error = ErrorData(
+                code=INTERNAL_ERROR, message=f"dMCP transport could not send the request: {problem}"
+            )
+            await self._tell_session(SessionMessage(JSONRPCError(jsonrpc="2.0", id=message.id, error=error)))
+        else:
+            await self._tell_session(problem)
 
     def _concerns(self, message: object) -> str | None:
         """The digest of the request an outgoing message is about: the call a cancellation
@@ -497,6 +521,41 @@ class _Connection:
             contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError),
         ):
             await self._read_send.send(item)
+
+    async def _send_all(self, wires: list[WireMessage]) -> list[Exception | None]:
+        """Send encoded messages to the target, each batch call carrying as many as SQS/SNS take;
+        what went wrong with each (None: sent)."""
+        if len(wires) == 1:
+            try:
+                await self._send(wires[0].body, wires[0].attributes)
+            except Exception as exc:
+                return [exc]
+            return [None]
+        topic = isinstance(self.target, TopicTarget)
+        body_key, operation = ("Message", "PublishBatch") if topic else ("MessageBody", "SendMessageBatch")
+        entries: list[Mapping[str, Any]] = [
+            {"Id": str(i), body_key: wire.body, "MessageAttributes": to_sqs_attributes(wire.attributes)}
+            for i, wire in enumerate(wires)
+        ]
+        problems: list[Exception | None] = [None] * len(wires)
+        for chunk in chunks(entries):
+            batch = [entries[i] for i in chunk]
+            try:
+                if isinstance(self.target, TopicTarget):
+                    response = await self.sns.publish_batch(
+                        TopicArn=self.target.topic_arn, PublishBatchRequestEntries=batch
+                    )
+                else:
+                    response = await self.sqs.send_message_batch(
+                        QueueUrl=self.target.queue_url, Entries=batch
+                    )
+            except Exception as exc:
+                for i in chunk:
+                    problems[i] = exc
+                continue
+            for refusal in response.get("Failed", []):
+                problems[int(refusal["Id"])] = entry_error(refusal, operation)
+        return problems
 
     async def _send(self, body: str, attributes: dict[str, str]) -> None:
         if isinstance(self.target, TopicTarget):

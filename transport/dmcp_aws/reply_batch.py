@@ -47,8 +47,9 @@ class _Pending:
 
 
 def entry_size(entry: Mapping[str, Any]) -> int:
-    """The bytes SQS counts for a message: its body and its attributes' names, types and values."""
-    size = len(str(entry["MessageBody"]).encode())
+    """The bytes SQS (or SNS) counts for a message: its body (`MessageBody`, or SNS's `Message`)
+    and its attributes' names, types and values."""
+    size = len(str(entry.get("MessageBody", entry.get("Message", ""))).encode())
     for name, attribute in (entry.get("MessageAttributes") or {}).items():
         value = attribute.get("StringValue") or attribute.get("BinaryValue") or b""
         value_bytes = value if isinstance(value, bytes) else str(value).encode()
@@ -162,7 +163,7 @@ class ReplyBatcher:
             return
         for i, message in enumerate(messages):
             refusal = failed.get(str(i))
-            _settle(message, None if refusal is None else _entry_error(refusal))
+            _settle(message, None if refusal is None else entry_error(refusal, "SendMessageBatch"))
 
 
 def _settle(message: _Pending, problem: BaseException | None) -> None:
@@ -176,9 +177,10 @@ def _settle(message: _Pending, problem: BaseException | None) -> None:
         message.sent.set_exception(problem)
 
 
-def _entry_error(refusal: Mapping[str, Any]) -> ClientError:
-    """The error `SendMessage` would have raised for an entry `SendMessageBatch` refused."""
+def entry_error(refusal: Mapping[str, Any], operation: str) -> ClientError:
+    """The error a single send would have raised for an entry a batch call (`operation`) refused
+    (its `Failed` item: `Code`, `Message`, `SenderFault`)."""
     error = {"Code": refusal.get("Code", ""), "Message": refusal.get("Message", "")}
     if refusal.get("SenderFault"):
         error["Type"] = "Sender"
-    return ClientError({"Error": error}, "SendMessageBatch")
+    return ClientError({"Error": error}, operation)
