@@ -474,10 +474,13 @@ def costs(figures: Figures) -> list[str]:
     per_call = {op: n / figures.calls_made for op, n in figures.operations.items()}
     writes = sum(per_call.get(op, 0.0) for op in _DYNAMODB_WRITES)
     reads = per_call.get("GetItem", 0.0)
-    sqs = sum(n for op, n in per_call.items() if op not in (*_DYNAMODB_WRITES, "GetItem", "Publish"))
+    sns = per_call.get("Publish", 0.0) + per_call.get("PublishBatch", 0.0)  # a batch ≤ 64 KiB: one request
+    sqs = sum(
+        n for op, n in per_call.items() if op not in (*_DYNAMODB_WRITES, "GetItem", "Publish", "PublishBatch")
+    )
     invocations = figures.invocations / figures.calls_made
     dollars = {
-        "SNS": per_call.get("Publish", 0.0) * PRICES["sns"],
+        "SNS": sns * PRICES["sns"],
         "SQS": sqs * PRICES["sqs"],
         "DynamoDB": writes * PRICES["dynamodb_write"] + reads * PRICES["dynamodb_read"],
         "Lambda requests": invocations * PRICES["lambda_request"],
