@@ -66,7 +66,18 @@ def main(handlers: list[str]) -> None:
             handler(event, None)
         except Exception as exc:  # every record fails to reply; that is expected here
             print(f"probe: {dotted}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    _import_what_loads_later()
     print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+
+
+def _import_what_loads_later() -> None:
+    """The worker imports some parts only when a request first needs them (the ledger for a tool
+    that must run once, the Tasks extension's runner where a deployment has a task table): import
+    them here too, so that pruning keeps what they need."""
+    from dmcp_aws.idempotency import RequestLedger
+
+    _ = RequestLedger("dmcp-probe-idempotency", function_name="probe").store
+    importlib.import_module("dmcp_aws.tasks.runner")
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ class LambdaHandler:
         self.logger = Logger(service=self.service)
         self._traced = self._handle_batch
         if tracing_enabled():
-            # Only then: the X-Ray SDK costs about 50 ms of every cold start to import.
-            tracer = Tracer(service=self.service, patch_modules=["aiobotocore", "botocore"])
+            # Only then: the X-Ray SDK costs about 50 ms of every cold start to import. The worker
+            # calls AWS with boto3 (dmcp_aws.threaded_aws): botocore is what to patch.
+            tracer = Tracer(service=self.service, patch_modules=["botocore"])
             self._traced = tracer.capture_lambda_handler(self._handle_batch, capture_response=False)
         copy_config_to_registered_loggers(source_logger=self.logger, include={"dmcp_aws.worker"})
 
