@@ -7,8 +7,8 @@
 Requests go to the request topic (routed on `mcp.server`) or straight to a server's request
 queue. Answers come back on a reply queue the client names: one given to it
 (`reply_queue_url=`), or one it creates for the connection under the reply prefix (encrypted,
-TLS-only) and deletes on close. A reader task long-polls the reply queue while a request waits
-(no sleep between polls; none before the first request, see `_Connection._until_replies_due`),
+TLS-only) and deletes on close. A reader task long-polls the reply queue (no sleep between
+polls; none before the first request, see `_Connection._until_replies_due`),
 hands each message to the session and deletes it after hand-off, in batches: up to
 `DELETE_DELAY_S` later, with the replies that came meanwhile, and on close (no AWS call waits
 on the way of an answer). Connections share their AWS clients (`dmcp_aws.aws_clients`).
@@ -111,6 +111,8 @@ DELETE_DELAY_S: Final = 0.5
 deleted with it (one `DeleteMessageBatch` for up to 10, not one per receive and none on the way of
 an answer): far inside `RECEIVE_VISIBILITY_S`, so it is gone before it could be received again."""
 _DELETE_BATCH: Final = 10
+_PROBES: Final = frozenset({"server/discover", "initialize"})
+"""What connecting sends: a connection that sent only these polls only while they wait."""
 _parked: dict[tuple[int, str], asyncio.Task[Any]] = {}
 """Per (SQS client, provisioned reply queue): a closed connection's long poll, still running."""
 _FLUSH_TIMEOUT_S: Final = 2.0
@@ -288,12 +290,14 @@ class _Connection:
                     await anyio.sleep(0.5 * 2**failures)
 
     async def _until_replies_due(self) -> None:
-        """Wait until something addressed to this connection can be on its way: a request is
-        waiting for its answer, or, from the first time one went unanswered (timed out,
-        cancelled, its id reused) or a task was created, for ever (a late answer is then
-        deleted when it comes, and a task's status changes may come at any time). Before the
-        first request nothing can be (the connection's secret is fresh), so a connection polls
-        only while it waits: connecting costs no poll, and an idle connection no call."""
+        """Wait until the reader should poll: while a request waits for its answer, and for as
+        long as the connection lives from its first request that is not a probe
+        (`server/discover`, `initialize`: a poll stays ready for the next call's answer, late
+        answers are deleted when they come, a task's status changes arrive), or from the first
+        time a request went unanswered (timed out, cancelled, its id reused). Before the first
+        request nothing can be addressed to the connection (its secret is fresh): connecting
+        costs no poll but the one the probe's answer comes by, and a connection only connected
+        makes no call while idle."""
         while not (self._pending or self._keep_polling):
             self._replies_due = anyio.Event()
             await self._replies_due.wait()
@@ -388,8 +392,6 @@ class _Connection:
                 logger.debug("dropped an answer that belongs to no waiting request (id %r)", answered)
                 return None
             self._finish(answered, answered=True)
-            if isinstance(message, JSONRPCResponse) and message.result.get("resultType") == "task":
-                self._keep_polling = True  # its status changes come later
             return SessionMessage(message)
         if isinstance(message, JSONRPCRequest) and digest in self._pending_by_digest:
             # The server asks something in the middle of a call (handshake era).
@@ -416,7 +418,6 @@ class _Connection:
         self._finish(request.id)
         self._pending[request.id] = _Pending(request.method, digest, token, deadline)
         self._pending_by_digest[digest] = request.id
-        self._replies_due.set()
 
     def _finish(self, request_id: RequestId, *, answered: bool = False) -> _Pending | None:
         """Stop waiting for a request; its late progress and answers are dropped from now on."""
@@ -553,6 +554,9 @@ class _Connection:
                 if isinstance(cancelled, str | int):
                     self._finish(cancelled)
             await self._send(wire.body, wire.attributes)
+            if isinstance(message, JSONRPCRequest) and message.method not in _PROBES:
+                self._keep_polling = True  # a poll is ready for the next call's answer
+            self._replies_due.set()  # (after the send: making a request costs CPU on this loop)
         except Exception as exc:
             logger.warning("could not send %s: %s", getattr(message, "method", "message"), exc)
             if isinstance(message, JSONRPCRequest):
