@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import ElicitRequestParams, ElicitResult
 
+from dmcp_aws.client import DELETE_DELAY_S
 from tests.e2e.test_cli import ROOT, Dev, running_dev
 from tests.unit.test_cli_commands import assert_short_error, clean_env
 
@@ -241,6 +243,9 @@ def test_stdin_eof_waits_for_owed_answers_and_stdout_is_only_json_rpc(dev: Dev) 
 
 def test_sigkill_leaves_a_queue_the_sweeper_removes(dev: Dev) -> None:
     process, queue = started_relay(dev)
+    # (its answer is deleted DELETE_DELAY_S after hand-off: till then it is in flight, the queue
+    # looks read and the sweeper keeps it)
+    time.sleep(DELETE_DELAY_S + 0.5)
     process.kill()
     process.communicate(timeout=10)
     assert queue in connection_queues(dev), "SIGKILL: nothing could delete it"

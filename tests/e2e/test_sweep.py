@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
+from dmcp_aws.client import DELETE_DELAY_S
 from dmcp_aws.local.stack import RunningStack
 from dmcp_aws.sweep import handler, queue_name, sweep_orphaned_queues
 
@@ -205,6 +206,9 @@ async def test_a_client_killed_with_sigkill_leaves_a_queue_the_sweeper_removes(
         assert line.strip() == "connected", client.stderr.read() if client.stderr else ""
         (left,) = await _names(sqs, prefix)  # the live connection's queue
         assert await sweep_orphaned_queues(sqs, prefix, IDLE_S) == []  # alive: kept
+        # (its answers are deleted DELETE_DELAY_S after hand-off: till then they are in flight,
+        # the queue looks read and the sweeper keeps it)
+        await anyio.sleep(DELETE_DELAY_S + 0.5)
     finally:
         client.send_signal(signal.SIGKILL)
         await anyio.to_thread.run_sync(client.wait)

@@ -8,7 +8,10 @@ Requests go to the request topic (routed on `mcp.server`) or straight to a serve
 queue. Answers come back on a reply queue the client names: one given to it
 (`reply_queue_url=`), or one it creates for the connection under the reply prefix (encrypted,
 TLS-only) and deletes on close. A reader task long-polls the reply queue (no sleep between
-polls), hands each message to the session and deletes it after hand-off, in batches.
+polls; none before the first request, see `_Connection._until_replies_due`),
+hands each message to the session and deletes it after hand-off, in batches: up to
+`DELETE_DELAY_S` later, with the replies that came meanwhile, and on close (no AWS call waits
+on the way of an answer). Connections share their AWS clients (`dmcp_aws.aws_clients`).
 
 Trust: each connection instance mints a secret (`dmcp.conn`) that appears in no queue name or
 log line. A message reaches the session only if it carries that secret and the digest of a
@@ -31,6 +34,7 @@ capabilities) rides every later message as `mcp.client-params`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -46,7 +50,6 @@ from urllib.parse import urlsplit
 
 import aioboto3
 import anyio
-import botocore.session
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.client._transport import TransportStreams
@@ -64,6 +67,7 @@ from mcp_types import (
     RequestId,
 )
 
+from dmcp_aws.aws_clients import shared_client, shared_session
 from dmcp_aws.errors import WireError
 from dmcp_aws.reply_batch import MAX_ENTRIES, chunks, entry_error
 from dmcp_aws.wire import (
@@ -104,6 +108,16 @@ RECEIVE_VISIBILITY_S: Final = 3
 """Visibility of a received reply until it is deleted (a few ms later). Short on purpose: a long
 poll of a closed connection lives on in the service and may take the next reply; it is visible
 again to the live connection after this long, not after the queue's 30 s."""
+DELETE_DELAY_S: Final = 0.5
+"""How long a handed-off reply waits before it is deleted, so that the replies after it are
+deleted with it (one `DeleteMessageBatch` for up to 10, not one per receive and none on the way of
+an answer): far inside `RECEIVE_VISIBILITY_S`, so it is gone before it could be received again."""
+_DELETE_BATCH: Final = 10
+_PROBES: Final = frozenset({"server/discover", "initialize"})
+"""What connecting sends: a connection that sent only these polls only while they wait."""
+_parked: dict[tuple[int, str], asyncio.Task[Any]] = {}
+"""Per (SQS client, provisioned reply queue): a closed connection's long poll, still running."""
+_FLUSH_TIMEOUT_S: Final = 2.0
 FOREIGN_FIRST_HOLD_S: Final = 6
 """How long another connection's reply on a shared provisioned queue is held back the first time
 this connection passes over it (doubling each time)."""
@@ -166,10 +180,10 @@ async def sqs_client_transport(
     session = session or await shared_session()
     conn = secrets.token_hex(16)  # the connection's secret: fresh for every connection instance
     async with AsyncExitStack() as stack:
-        sqs = await _open_client(stack, session, "sqs", endpoint_url, region_name)
+        sqs = await stack.enter_async_context(shared_client(session, "sqs", endpoint_url, region_name))
         sns = None
         if isinstance(target, TopicTarget):
-            sns = await _open_client(stack, session, "sns", endpoint_url, region_name)
+            sns = await stack.enter_async_context(shared_client(session, "sns", endpoint_url, region_name))
         owned = reply_queue_url is None
         if reply_queue_url is None:
             name = f"{reply_prefix}{secrets.token_hex(QUEUE_NAME_RANDOM_HEX // 2)}"
@@ -178,6 +192,8 @@ async def sqs_client_transport(
         connection = _Connection(
             target, conn, reply_queue_url, sqs, sns, wait_time_seconds, owned=owned, timeout=request_timeout
         )
+        if not owned:  # (deleting a per-connection queue deletes what is in it)
+            stack.push_async_callback(connection.flush_deletes)
         async with anyio.create_task_group() as tg:
             read_stream, write_stream = connection.start(tg)
             try:
@@ -232,6 +248,12 @@ class _Connection:
         of the call they belong to (the session's answer goes back tagged with it)."""
         self._client_params: str | None = None
         """What `initialize` declared (`mcp.client-params`), once the session sent it."""
+        self._to_delete: list[str] = []
+        """Receipt handles of replies handed off (or dropped) and not deleted yet."""
+        self._delete_wanted = anyio.Event()
+        self._replies_due = anyio.Event()
+        self._keep_polling = False
+        """Poll even when no request waits (`_until_replies_due`)."""
 
     def start(self, tg: TaskGroup) -> TransportStreams:
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](32)
@@ -239,6 +261,7 @@ class _Connection:
         self._read_send = read_send
         tg.start_soon(self._read_replies, read_send)
         tg.start_soon(self._write_requests, write_recv)
+        tg.start_soon(self._delete_handed_off)
         if self.timeout is not None:
             tg.start_soon(self._expire_overdue)
         if self.owned:
@@ -250,6 +273,7 @@ class _Connection:
         async with read_send:
             failures = 0
             while True:
+                await self._until_replies_due()
                 try:
                     await self._read_once(read_send)
                     failures = 0
@@ -267,15 +291,35 @@ class _Connection:
                     logger.warning("reading reply queue %s failed (%s); retrying", self.reply_url, exc)
                     await anyio.sleep(0.5 * 2**failures)
 
+    async def _until_replies_due(self) -> None:
+        """Wait until the reader should poll: while a request waits for its answer, and for as
+        long as the connection lives from its first request that is not a probe
+        (`server/discover`, `initialize`: a poll stays ready for the next call's answer, late
+        answers are deleted when they come, a task's status changes arrive), or from the first
+        time a request went unanswered (timed out, cancelled, its id reused). Before the first
+        request nothing can be addressed to the connection (its secret is fresh): connecting
+        costs no poll but the one the probe's answer comes by, and a connection only connected
+        makes no call while idle."""
+        while not (self._pending or self._keep_polling):
+            self._replies_due = anyio.Event()
+            await self._replies_due.wait()
+
     async def _read_once(self, read_send: MemoryObjectSendStream[SessionMessage | Exception]) -> None:
-        response = await self.sqs.receive_message(
-            QueueUrl=self.reply_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=self.wait_time,
-            VisibilityTimeout=RECEIVE_VISIBILITY_S,
-            MessageAttributeNames=["All"],
-            AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+        poll = self._take_parked_poll() or asyncio.create_task(
+            self.sqs.receive_message(
+                QueueUrl=self.reply_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=self.wait_time,
+                VisibilityTimeout=RECEIVE_VISIBILITY_S,
+                MessageAttributeNames=["All"],
+                AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+            )
         )
+        try:
+            response = await asyncio.shield(poll)
+        except asyncio.CancelledError:
+            self._park(poll)
+            raise
         done: list[Mapping[str, Any]] = []
         others: list[Mapping[str, Any]] = []
         for raw in response.get("Messages", []):
@@ -288,9 +332,36 @@ class _Connection:
                 await read_send.send(message)
             done.append(raw)
         if done:
-            await self._delete(done)
+            self._to_delete += [m["ReceiptHandle"] for m in done]
+            self._delete_wanted.set()
         if others:
             await self._release(others)
+
+    def _take_parked_poll(self) -> asyncio.Task[Any] | None:
+        """The long poll a closed connection left on this provisioned queue, if any."""
+        poll = None if self.owned else _parked.pop((id(self.sqs), self.reply_url), None)
+        return poll if poll is not None and not poll.cancelled() else None
+
+    def _park(self, poll: asyncio.Task[Any]) -> None:
+        """Leave the long poll of a closing connection running for the next connection to this
+        provisioned queue in this process: cancelling it would not end it in the service, where
+        it would take that connection's first reply and hide it for `RECEIVE_VISIBILITY_S`.
+        On a per-connection queue (deleted next), or when one is parked already, cancel it."""
+        key = (id(self.sqs), self.reply_url)
+        if poll.done():
+            return
+        if self.owned or key in _parked:
+            poll.cancel()
+            return
+        _parked[key] = poll
+
+        def forget(done: asyncio.Task[Any]) -> None:
+            if _parked.get(key) is done:
+                del _parked[key]  # nobody took it: what it received is visible again soon
+            if not done.cancelled():
+                done.exception()  # (retrieved: an error here is nobody's)
+
+        poll.add_done_callback(forget)
 
     def _leave_to_owner(self, raw: Mapping[str, Any], attributes: Mapping[str, str]) -> bool:
         """Whether a message that is not this connection's may belong to another live one.
@@ -322,7 +393,7 @@ class _Connection:
             if answered is None or pending is None or pending.digest != digest:
                 logger.debug("dropped an answer that belongs to no waiting request (id %r)", answered)
                 return None
-            self._finish(answered)
+            self._finish(answered, answered=True)
             return SessionMessage(message)
         if isinstance(message, JSONRPCRequest) and digest in self._pending_by_digest:
             # The server asks something in the middle of a call (handshake era).
@@ -350,10 +421,11 @@ class _Connection:
         self._pending[request.id] = _Pending(request.method, digest, token, deadline)
         self._pending_by_digest[digest] = request.id
 
-    def _finish(self, request_id: RequestId) -> _Pending | None:
+    def _finish(self, request_id: RequestId, *, answered: bool = False) -> _Pending | None:
         """Stop waiting for a request; its late progress and answers are dropped from now on."""
         pending = self._pending.pop(request_id, None)
         if pending is not None:
+            self._keep_polling = self._keep_polling or not answered
             self._pending_by_digest.pop(pending.digest, None)
             if pending.progress_token is not None:
                 _remember(self._finished_tokens, pending.progress_token, None)
@@ -424,11 +496,31 @@ class _Connection:
         except Exception as exc:
             logger.debug("could not hold back other connections' replies: %s", exc)
 
-    async def _delete(self, messages: list[Mapping[str, Any]]) -> None:
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-        result = await self.sqs.delete_message_batch(QueueUrl=self.reply_url, Entries=entries)
-        for failure in result.get("Failed", []):
-            logger.warning("could not delete a reply: %s", failure.get("Message"))
+    async def _delete_handed_off(self) -> None:
+        """Delete what the reader is done with, `DELETE_DELAY_S` after the first of a batch."""
+        while True:
+            await self._delete_wanted.wait()
+            if len(self._to_delete) < _DELETE_BATCH:
+                await anyio.sleep(DELETE_DELAY_S)  # the next replies join the batch
+            self._delete_wanted = anyio.Event()
+            await self._delete_pending()
+
+    async def flush_deletes(self) -> None:
+        """Delete at once what is still to be deleted (on close, even when cancelled)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_FLUSH_TIMEOUT_S):
+            await self._delete_pending()
+
+    async def _delete_pending(self) -> None:
+        while self._to_delete:
+            batch = self._to_delete[:_DELETE_BATCH]
+            entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(batch)]
+            try:
+                result = await self.sqs.delete_message_batch(QueueUrl=self.reply_url, Entries=entries)
+                for failure in result.get("Failed", []):
+                    logger.warning("could not delete a reply: %s", failure.get("Message"))
+            except Exception as exc:  # they come back after RECEIVE_VISIBILITY_S and go then
+                logger.warning("could not delete replies from %s: %s", self.reply_name, exc)
+            del self._to_delete[: len(batch)]  # (only the reader adds, at the end)
 
     async def _write_requests(self, write_recv: MemoryObjectReceiveStream[SessionMessage]) -> None:
         """Publish the outgoing messages; those the session queued together leave in one batch
@@ -454,6 +546,10 @@ class _Connection:
             for (message, _), problem in zip(prepared, problems, strict=True):
                 if problem is not None:
                     await self._could_not_send(message, problem)
+                elif isinstance(message, JSONRPCRequest) and message.method not in _PROBES:
+                    self._keep_polling = True  # a poll is ready for the next call's answer
+            if prepared:
+                self._replies_due.set()  # (after the send: making a request costs CPU on this loop)
         finally:
             limiter.release()
 
@@ -568,56 +664,6 @@ class _Connection:
                 MessageBody=body,
                 MessageAttributes=to_sqs_attributes(attributes),
             )
-
-
-_shared_session: aioboto3.Session | None = None
-_prepared: set[tuple[int, str, str | None, str | None]] = set()
-
-
-async def shared_session() -> aioboto3.Session:
-    """The aioboto3 session connections use when given none: one per process, made in a worker
-    thread (it reads configuration files), since making one costs about 100 ms of CPU."""
-    global _shared_session
-    if _shared_session is None:
-        _shared_session = await anyio.to_thread.run_sync(aioboto3.Session)
-    return _shared_session
-
-
-async def _open_client(
-    stack: AsyncExitStack,
-    session: aioboto3.Session,
-    service: str,
-    endpoint_url: str | None,
-    region: str | None,
-) -> Any:
-    """An aioboto3 client whose botocore data files were read in a worker thread, not on the
-    event loop (botocore reads them synchronously when a client is created)."""
-    key = (id(session), service, endpoint_url, region)
-    if key not in _prepared:
-        await anyio.to_thread.run_sync(_prepare_client_data, session, service, endpoint_url, region)
-        _prepared.add(key)
-    return await stack.enter_async_context(
-        session.client(service, endpoint_url=endpoint_url, region_name=region)
-    )
-
-
-def _prepare_client_data(
-    session: aioboto3.Session, service: str, endpoint_url: str | None, region: str | None
-) -> None:
-    """Load what creating a `service` client reads from disk into `session`'s shared loader
-    caches, by creating a throwaway synchronous client (it makes no AWS call)."""
-    aio_session: Any = session._session
-    sync = botocore.session.Session()
-    sync.register_component("data_loader", aio_session.get_component("data_loader"))
-    sync.create_client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name=region or session.region_name or "us-east-1",
-        aws_access_key_id="prepare",
-        aws_secret_access_key="prepare",
-    )
-    aio_session.get_scoped_config()
-    aio_session._get_internal_component("endpoint_resolver")
 
 
 def _remember(memory: OrderedDict[Any, Any], key: Any, value: Any) -> None:

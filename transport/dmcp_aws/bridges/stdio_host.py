@@ -232,14 +232,14 @@ async def check_target(
 ) -> None:
     """Fail now, not on the host's first request, when the target or the reply queue does not
     exist or the credentials are refused (the AWS error is raised)."""
-    from dmcp_aws.client import shared_session
+    from dmcp_aws.aws_clients import shared_client, shared_session
 
     session = session or await shared_session()
-    async with session.client("sqs", endpoint_url=endpoint_url, region_name=region_name) as sqs:
+    async with shared_client(session, "sqs", endpoint_url, region_name) as sqs:
         if isinstance(target, QueueTarget):
             await sqs.get_queue_attributes(QueueUrl=target.queue_url, AttributeNames=["QueueArn"])
         if reply_queue_url is not None:
             await sqs.get_queue_attributes(QueueUrl=reply_queue_url, AttributeNames=["QueueArn"])
     if isinstance(target, TopicTarget):
-        async with session.client("sns", endpoint_url=endpoint_url, region_name=region_name) as sns:
+        async with shared_client(session, "sns", endpoint_url, region_name) as sns:
             await sns.get_topic_attributes(TopicArn=target.topic_arn)
