@@ -64,7 +64,7 @@ async def test_calls_made_at_once_are_sent_in_one_request(
     assert results == {n: f"call {n}" for n in range(10)}
     batch = "PublishBatch" if how == "topic" else "SendMessageBatch"
     assert sent[batch] >= 1, sent
-    assert sum(sent.values()) < 10, sent  # fewer requests than calls
+    assert sum(sent.values()) <= 5, sent  # far fewer requests than calls
 
 
 async def test_a_request_that_cannot_be_sent_fails_alone(stack: RunningStack) -> None:

@@ -529,13 +529,13 @@ class _Connection:
         limiter = anyio.Semaphore(_PUBLISH_CONCURRENCY)
         async with write_recv, anyio.create_task_group() as tg:
             async for first in write_recv:
-                await anyio.sleep(0)  # callers woken with this one queue theirs too
                 batch = [first]
                 while len(batch) < MAX_ENTRIES:
-                    try:
-                        batch.append(write_recv.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
+                    await anyio.sleep(0)  # callers woken with these queue theirs meanwhile
+                    queued = _take_queued(write_recv, MAX_ENTRIES - len(batch))
+                    if not queued:
+                        break  # nothing joined in a loop turn: a lone message goes at once
+                    batch += queued
                 await limiter.acquire()
                 tg.start_soon(self._publish, batch, limiter)
 
@@ -664,6 +664,17 @@ class _Connection:
                 MessageBody=body,
                 MessageAttributes=to_sqs_attributes(attributes),
             )
+
+
+def _take_queued(stream: MemoryObjectReceiveStream[SessionMessage], most: int) -> list[SessionMessage]:
+    """Up to `most` messages already waiting in `stream`, without waiting for more."""
+    taken: list[SessionMessage] = []
+    while len(taken) < most:
+        try:
+            taken.append(stream.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            break
+    return taken
 
 
 def _remember(memory: OrderedDict[Any, Any], key: Any, value: Any) -> None:
