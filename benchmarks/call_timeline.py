@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import performance
 
-from dmcp_aws import client, lambda_handler, reply_batch, worker
+from dmcp_aws import batching, client, lambda_handler, worker
 from dmcp_aws.deployment import Deployment
 from dmcp_aws.local import poller
 from dmcp_aws.local.stack import embedded_stack
@@ -74,7 +74,7 @@ def instrument() -> None:
     around(poller.EventSourceMapping, "_invoke", "poller: batch received")
     around(lambda_handler.LambdaHandler, "_handle_batch", "handler: starts", "handler: returns")
     around(worker.Worker, "_serve", "worker: serving starts", "worker: serving ends")
-    around(reply_batch.ReplyBatcher, "_deliver", "worker: reply send starts", "worker: reply sent")
+    around(batching.ReplyBatcher, "_deliver", "worker: reply send starts", "worker: reply sent")
     around(client._Connection, "_accept", "client: reply received")
 
 

@@ -32,6 +32,12 @@ def request_attributes(
     return attributes
 
 
+EXAMPLE_TOOLS = frozenset(
+    {"echo", "add", "divide", "take_ticket", "count_slowly", "sign_guestbook", "slow_report"}
+)
+"""The tools of the example server (`functions/example/server.py`)."""
+
+
 def example_queues(stack: RunningStack) -> tuple[str, str]:
     """The example server's request queue and dead-letter queue URLs."""
     worker = stack.worker("example")

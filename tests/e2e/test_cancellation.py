@@ -10,6 +10,7 @@ import json
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -19,7 +20,7 @@ from mcp_types import JSONRPCNotification, JSONRPCRequest
 from dmcp_aws.client import QueueTarget, sqs_client_transport
 from dmcp_aws.deployment import Deployment
 from dmcp_aws.local.stack import RunningStack
-from dmcp_aws.wire import encode_request, request_digest, to_sqs_attributes
+from dmcp_aws.wire import WireMessage, encode_request, request_digest, to_sqs_attributes
 
 from .raw import new_conn
 from .second_deployment import provision_deployment, start_worker
@@ -139,11 +140,7 @@ async def test_a_request_cancelled_before_it_starts_never_runs(
             reply_to=reply,
             conn=conn,
         )
-        await sqs.send_message(
-            QueueUrl=queue_url,
-            MessageBody=warm_up.body,
-            MessageAttributes=to_sqs_attributes(warm_up.attributes),
-        )
+        await _send(sqs, queue_url, warm_up)
         with anyio.fail_after(60):
             while not (
                 warmed := (await sqs.receive_message(QueueUrl=reply, WaitTimeSeconds=1)).get("Messages")
@@ -167,17 +164,8 @@ async def test_a_request_cancelled_before_it_starts_never_runs(
             concerns=request_digest(request.body),
         )
         # The request is held back by SQS for 4 s; its cancellation arrives first.
-        await sqs.send_message(
-            QueueUrl=queue_url,
-            MessageBody=request.body,
-            MessageAttributes=to_sqs_attributes(request.attributes),
-            DelaySeconds=4,
-        )
-        await sqs.send_message(
-            QueueUrl=queue_url,
-            MessageBody=cancel.body,
-            MessageAttributes=to_sqs_attributes(cancel.attributes),
-        )
+        await _send(sqs, queue_url, request, DelaySeconds=4)
+        await _send(sqs, queue_url, cancel)
         replies = []
         with anyio.move_on_after(9):
             while True:
@@ -194,3 +182,9 @@ async def test_a_request_cancelled_before_it_starts_never_runs(
     assert events(directory) == ["started warm", "finished warm"]
     assert replies == []  # a cancelled request is not answered (MCP: SHOULD NOT respond)
     assert set(left["Attributes"].values()) == {"0"}  # and its message is gone, not retried
+
+
+async def _send(sqs: Any, queue_url: str, wire: WireMessage, **options: Any) -> None:
+    """Put an encoded message on a request queue as the client transport would."""
+    attributes = to_sqs_attributes(wire.attributes)
+    await sqs.send_message(QueueUrl=queue_url, MessageBody=wire.body, MessageAttributes=attributes, **options)

@@ -9,6 +9,8 @@ from mcp.client.session import ClientSession
 from dmcp_aws.client import sqs_client_transport
 from dmcp_aws.local.stack import RunningStack
 
+from .raw import EXAMPLE_TOOLS
+
 pytestmark = pytest.mark.anyio
 
 
@@ -29,15 +31,7 @@ async def test_initialize_then_every_feature(stack: RunningStack) -> None:
 
         tools = await session.list_tools()
         names = {t.name for t in tools.tools}
-        assert names == {
-            "echo",
-            "add",
-            "divide",
-            "take_ticket",
-            "count_slowly",
-            "sign_guestbook",
-            "slow_report",
-        }
+        assert names == EXAMPLE_TOOLS
         added = await session.call_tool("add", {"a": 1.5, "b": 2})
         assert added.structured_content == {"a": 1.5, "b": 2.0, "sum": 3.5}
         counted = await session.call_tool("count_slowly", {"steps": 3}, progress_callback=on_progress)

@@ -9,6 +9,8 @@ from mcp.shared.exceptions import MCPError
 from dmcp_aws.client import sqs_client_transport
 from dmcp_aws.local.stack import RunningStack
 
+from .raw import EXAMPLE_TOOLS
+
 pytestmark = pytest.mark.anyio
 
 
@@ -21,15 +23,7 @@ async def test_discovery_negotiates_the_stateless_protocol(stack: RunningStack) 
     async with _client(stack) as client:
         assert client.session.protocol_version == "2026-07-28"
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {
-            "echo",
-            "add",
-            "divide",
-            "take_ticket",
-            "count_slowly",
-            "sign_guestbook",
-            "slow_report",
-        }
+        assert tools == EXAMPLE_TOOLS
 
 
 async def test_tool_with_structured_output(stack: RunningStack) -> None:

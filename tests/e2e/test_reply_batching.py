@@ -19,10 +19,10 @@ import anyio
 import pytest
 from botocore.client import BaseClient
 
-from dmcp_aws import reply_batch
+from dmcp_aws import batching
+from dmcp_aws.batching import MAX_ENTRIES
 from dmcp_aws.local.poller import EventSourceMapping, MappingSettings
 from dmcp_aws.local.stack import RunningStack, load_handler
-from dmcp_aws.reply_batch import MAX_ENTRIES
 from dmcp_aws.wire import Attr
 from tests.e2e.raw import make_reply_queue, new_conn, receive_matching, request_attributes, send, tool_call
 
@@ -71,8 +71,8 @@ async def test_one_invocations_replies_to_a_queue_leave_in_one_request(
         return original(self, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", counted)
-    monkeypatch.setattr(reply_batch, "DEFAULT_LINGER_S", 5.0)
-    monkeypatch.setattr(reply_batch, "DEFAULT_MAX_LINGER_S", 5.0)
+    monkeypatch.setattr(batching, "DEFAULT_LINGER_S", 5.0)
+    monkeypatch.setattr(batching, "DEFAULT_MAX_LINGER_S", 5.0)
     example = load_handler(stack.worker("example").handler)
     expected_requests = 0
     invocations: list[Counter[str]] = []

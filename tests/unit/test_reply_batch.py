@@ -1,4 +1,4 @@
-"""How replies leave together (`dmcp_aws.reply_batch`): the coordination, against a recording SQS
+"""How replies leave together (`dmcp_aws.batching`): the coordination, against a recording SQS
 stand-in; the real SQS semantics are exercised end to end (tests/e2e/test_reply_batching.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from dmcp_aws.reply_batch import MAX_ENTRIES, ReplyBatcher, chunks, entry_size
+from dmcp_aws.batching import MAX_ENTRIES, ReplyBatcher, chunks, entry_size
 from dmcp_aws.wire import MAX_MESSAGE_BYTES
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -68,8 +69,8 @@ from mcp_types import (
 )
 
 from dmcp_aws.aws_clients import shared_client, shared_session
+from dmcp_aws.batching import MAX_ENTRIES, chunks, send_chunk
 from dmcp_aws.errors import WireError
-from dmcp_aws.reply_batch import MAX_ENTRIES, chunks, entry_error
 from dmcp_aws.wire import (
     Attr,
     WireMessage,
@@ -465,7 +466,8 @@ class _Connection:
                 client_params=self._client_params,
                 concerns=digest,
             )
-            await self._send(wire.body, wire.attributes)
+            if (problem := (await self._send_all([wire]))[0]) is not None:
+                raise problem
         except Exception as exc:
             logger.info("could not tell the server to stop request %r: %s", request_id, exc)
 
@@ -619,51 +621,33 @@ class _Connection:
             await self._read_send.send(item)
 
     async def _send_all(self, wires: list[WireMessage]) -> list[Exception | None]:
-        """Send encoded messages to the target, each batch call carrying as many as SQS/SNS take;
+        """Send encoded messages to the target, each batch call carrying as many as SNS/SQS take;
         what went wrong with each (None: sent)."""
-        if len(wires) == 1:
-            try:
-                await self._send(wires[0].body, wires[0].attributes)
-            except Exception as exc:
-                return [exc]
-            return [None]
-        topic = isinstance(self.target, TopicTarget)
-        body_key, operation = ("Message", "PublishBatch") if topic else ("MessageBody", "SendMessageBatch")
+        if isinstance(self.target, TopicTarget):
+            topic_arn = self.target.topic_arn
+            body_key, operation = "Message", "PublishBatch"
+            send_one = functools.partial(self.sns.publish, TopicArn=topic_arn)
+
+            async def send_batch(entries: list[dict[str, Any]]) -> Any:
+                return await self.sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries)
+
+        else:
+            queue_url = self.target.queue_url
+            body_key, operation = "MessageBody", "SendMessageBatch"
+            send_one = functools.partial(self.sqs.send_message, QueueUrl=queue_url)
+
+            async def send_batch(entries: list[dict[str, Any]]) -> Any:
+                return await self.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+
         entries: list[Mapping[str, Any]] = [
-            {"Id": str(i), body_key: wire.body, "MessageAttributes": to_sqs_attributes(wire.attributes)}
-            for i, wire in enumerate(wires)
+            {body_key: wire.body, "MessageAttributes": to_sqs_attributes(wire.attributes)} for wire in wires
         ]
         problems: list[Exception | None] = [None] * len(wires)
         for chunk in chunks(entries):
-            batch = [entries[i] for i in chunk]
-            try:
-                if isinstance(self.target, TopicTarget):
-                    response = await self.sns.publish_batch(
-                        TopicArn=self.target.topic_arn, PublishBatchRequestEntries=batch
-                    )
-                else:
-                    response = await self.sqs.send_message_batch(
-                        QueueUrl=self.target.queue_url, Entries=batch
-                    )
-            except Exception as exc:
-                for i in chunk:
-                    problems[i] = exc
-                continue
-            for refusal in response.get("Failed", []):
-                problems[int(refusal["Id"])] = entry_error(refusal, operation)
+            sent = await send_chunk([entries[i] for i in chunk], send_one, send_batch, operation)
+            for i, problem in zip(chunk, sent, strict=True):
+                problems[i] = problem
         return problems
-
-    async def _send(self, body: str, attributes: dict[str, str]) -> None:
-        if isinstance(self.target, TopicTarget):
-            await self.sns.publish(
-                TopicArn=self.target.topic_arn, Message=body, MessageAttributes=to_sqs_attributes(attributes)
-            )
-        else:
-            await self.sqs.send_message(
-                QueueUrl=self.target.queue_url,
-                MessageBody=body,
-                MessageAttributes=to_sqs_attributes(attributes),
-            )
 
 
 def _take_queued(stream: MemoryObjectReceiveStream[SessionMessage], most: int) -> list[SessionMessage]:

@@ -58,12 +58,12 @@ from mcp_types import (
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from dmcp_aws.back_channel import AnswerSlots, answer_key, new_server_request_id
+from dmcp_aws.batching import ReplyBatcher
 from dmcp_aws.errors import MissingAttribute, UnsupportedWireVersion, WireError
 from dmcp_aws.idempotency import Claim, RequestInProgress, RequestLedger, is_cancelled
 from dmcp_aws.naming import CONNECTION_QUEUE_PREFIX, LAST_WORD_DELIVERIES, TASKS_TABLE_VARIABLE, UNROUTED
 from dmcp_aws.outcomes import Outcome, record_outcome
 from dmcp_aws.reply_address import QueueArn, ReplyAddress, ReplyRules, validate_reply_to
-from dmcp_aws.reply_batch import ReplyBatcher
 from dmcp_aws.request_context import QueueRequest, serving
 from dmcp_aws.run_once import ToolHints
 from dmcp_aws.serving import AskClient, deliver_notification, serve_request

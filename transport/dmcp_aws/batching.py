@@ -1,5 +1,9 @@
-"""Replies that leave together: one `SendMessageBatch` per reply queue for the messages a batch's
-records send at about the same time.
+"""Messages that leave together: a batch call for several messages, each with its own outcome.
+
+`send_chunk` sends one batch's worth (`chunks` cuts them) and tells each message's fate; the
+client transport uses it for the requests its session queued together. `ReplyBatcher` decides
+which of a worker's replies go together: one `SendMessageBatch` per reply queue for the messages
+a batch's records send at about the same time.
 
     >>> replies = ReplyBatcher(sqs)
     >>> with replies.handling():            # around each record's handling
@@ -24,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -71,6 +76,32 @@ def chunks(entries: list[Mapping[str, Any]], max_bytes: int = MAX_MESSAGE_BYTES)
         total += size
     if batch:
         yield batch
+
+
+async def send_chunk(
+    entries: Sequence[Mapping[str, Any]],
+    send_one: Callable[..., Awaitable[Any]],
+    send_batch: Callable[[list[dict[str, Any]]], Awaitable[Any]],
+    operation: str,
+) -> list[Exception | None]:
+    """Send one batch's worth of messages: a lone one as `send_one(**entry)` (a plain `Publish` or
+    `SendMessage`), more in one `send_batch(entries)` call (`operation`: its name) with an `Id`
+    each. What went wrong with each message (None: sent): the call's error for all of them when
+    the call failed, else `entry_error` for each entry the call refused."""
+    if len(entries) == 1:
+        try:
+            await send_one(**entries[0])
+        except Exception as exc:
+            return [exc]
+        return [None]
+    try:
+        response = await send_batch([{"Id": str(i), **entry} for i, entry in enumerate(entries)])
+    except Exception as exc:
+        return [exc] * len(entries)
+    problems: list[Exception | None] = [None] * len(entries)
+    for refusal in response.get("Failed", []):
+        problems[int(refusal["Id"])] = entry_error(refusal, operation)
+    return problems
 
 
 class ReplyBatcher:
@@ -147,23 +178,18 @@ class ReplyBatcher:
                 task.add_done_callback(self._in_flight.discard)
 
     async def _deliver(self, queue_url: str, messages: list[_Pending]) -> None:
+        async def send_batch(entries: list[dict[str, Any]]) -> Any:
+            return await self._sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+
+        send_one = functools.partial(self._sqs.send_message, QueueUrl=queue_url)
         try:
-            if len(messages) == 1:
-                await self._sqs.send_message(QueueUrl=queue_url, **messages[0].entry)
-                failed: dict[str, Mapping[str, Any]] = {}
-            else:
-                entries = [{"Id": str(i), **m.entry} for i, m in enumerate(messages)]
-                response = await self._sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-                failed = {f["Id"]: f for f in response.get("Failed", [])}
-        except BaseException as problem:
+            problems = await send_chunk([m.entry for m in messages], send_one, send_batch, "SendMessageBatch")
+        except BaseException as cancelled:  # the loop is going away: nobody gets an answer
             for message in messages:
-                _settle(message, problem)
-            if not isinstance(problem, Exception):
-                raise
-            return
-        for i, message in enumerate(messages):
-            refusal = failed.get(str(i))
-            _settle(message, None if refusal is None else entry_error(refusal, "SendMessageBatch"))
+                _settle(message, cancelled)
+            raise
+        for message, problem in zip(messages, problems, strict=True):
+            _settle(message, problem)
 
 
 def _settle(message: _Pending, problem: BaseException | None) -> None:
