@@ -70,7 +70,7 @@ def around(owner: Any, method: str, before: str, after: str | None = None) -> No
 
 
 def instrument() -> None:
-    around(client._Connection, "_send", "client: publish starts", "client: publish returns")
+    around(client._Connection, "_send_all", "client: publish starts", "client: publish returns")
     around(poller.EventSourceMapping, "_invoke", "poller: batch received")
     around(lambda_handler.LambdaHandler, "_handle_batch", "handler: starts", "handler: returns")
     around(worker.Worker, "_serve", "worker: serving starts", "worker: serving ends")
